@@ -1,0 +1,75 @@
+"""The LeukoBench plugin contract.
+
+A plugin is any object or module with functions named like the hooks below,
+marked with :data:`hookimpl`. Builtin plugins (``plugins/``) and third-party
+ones are found the same way: through the ``leukobench`` entry-point group of
+installed distributions, e.g. in a plugin's ``pyproject.toml``::
+
+    [project.entry-points.leukobench]
+    my_plugin = "my_package.leukobench_plugin"
+
+Each hook returns a spec or a list of specs (see :mod:`bench.specs`). Every
+spec has a ``name`` that must be unique across all plugins of its kind; the
+registry fails naming both plugins when two claim one name.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec
+
+PROJECT_NAME = "leukobench"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Decorator for plugin functions that implement a hook.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def leukobench_backbones() -> list[BackboneSpec] | BackboneSpec | None:
+    """Return the backbones (feature extractors) this plugin provides.
+
+    A backbone turns a float batch ``(N, 3, H, W)``, already resized to its
+    ``input_size`` and normalised with its own mean/std, into an ``(N, D)``
+    feature tensor, and can build a fine-tunable network with a new k-class
+    head. The spec's ``factory(**options)`` returns a
+    :class:`bench.backbone.Backbone`; options come from the suite's
+    ``[backbone.<name>]`` table (e.g. ``layer``, ``weights``).
+
+    A spec with ``family=True`` answers to every name ``<name>/<model>``; its
+    factory receives ``model_name``. Factories must not download anything
+    unless the user asked for it; missing weights raise
+    :class:`bench.errors.WeightsNotFoundError` naming the file they looked for.
+
+    Called once per process, when the registry loads.
+    """
+
+
+@hookspec
+def leukobench_classifiers() -> list[ClassifierSpec] | ClassifierSpec | None:
+    """Return the classifiers (for feature vectors) this plugin provides.
+
+    The spec's ``factory(**options)`` returns a fresh, unfitted estimator
+    following scikit-learn's API: ``fit(X, y)``, ``predict(X)`` and at least
+    one of ``predict_proba(X)`` / ``decision_function(X)``; options come from
+    the suite's ``[classifier.<name>]`` table. ``paper_label`` is the row name
+    used in Table 1; ``in_paper`` marks the six classifiers of Loey et al.
+
+    Called once per process, when the registry loads.
+    """
+
+
+@hookspec
+def leukobench_datasets() -> list[DatasetSpec] | DatasetSpec | None:
+    """Return the dataset loaders this plugin provides.
+
+    The spec's ``factory(path, **options)`` returns a
+    :class:`bench.data.ImageSet` (paths, integer labels, class names, group ids,
+    positive class). Loaders must not decode images: validation and decoding
+    happen later, once, in the engine. A loader that cannot understand its
+    input raises :class:`bench.errors.UserError` naming the path and what it
+    expected.
+
+    Called once per process, when the registry loads.
+    """

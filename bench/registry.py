@@ -1,0 +1,191 @@
+"""The plugin registry: entry points -> named backbones, classifiers and datasets.
+
+Builtin plugins are declared in ``pyproject.toml`` under
+``[project.entry-points.leukobench]`` exactly like third-party ones, and are
+loaded through the same door. ``LEUKOBENCH_PLUGINS`` (comma-separated
+entry-point names) restricts which plugins load; ``LEUKOBENCH_DISABLE_PLUGINS``
+removes some.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from bench import hookspecs
+from bench.errors import DuplicateNameError, UnknownNameError, UserError
+from bench.specs import SPEC_KINDS, BackboneSpec, ClassifierSpec, DatasetSpec
+
+ENTRY_POINT_GROUP = "leukobench"
+_SINGULAR = {"backbones": "backbone", "classifiers": "classifier", "datasets": "dataset"}
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known names, or ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
+    """An :class:`UnknownNameError` with close-match suggestions."""
+    known = sorted(known)
+    hint = suggest(name, known)
+    if not hint:
+        hint = f" (known: {', '.join(known)})" if known else " (none registered)"
+    return UnknownNameError(f"unknown {kind} {name!r}{hint}")
+
+
+def _selected(env_value: str | None) -> set[str] | None:
+    if not env_value:
+        return None
+    return {part.strip() for part in env_value.split(",") if part.strip()}
+
+
+class Registry:
+    """Plugins and the specs they registered, indexed by kind and name."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._index: dict[str, dict[str, Any]] | None = None
+        if load_entry_points:
+            self.load_entry_points()
+
+    # -- loading -----------------------------------------------------------
+    def load_entry_points(self) -> None:
+        """Register every plugin of the ``leukobench`` entry-point group."""
+        only = _selected(os.environ.get("LEUKOBENCH_PLUGINS"))
+        skip = _selected(os.environ.get("LEUKOBENCH_DISABLE_PLUGINS")) or set()
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        if only is not None:
+            missing = only - set(found)
+            if missing:
+                raise UserError(
+                    f"LEUKOBENCH_PLUGINS names unknown plugin(s) {sorted(missing)}; "
+                    f"installed: {sorted(found)}"
+                )
+        for name, ep in sorted(found.items()):
+            if (only is not None and name not in only) or name in skip:
+                continue
+            if self.pm.has_plugin(name):
+                continue
+            self.pm.register(ep.load(), name=name)
+        self._index = None
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register a plugin object (module, class or instance) under ``name``."""
+        self.pm.register(plugin, name=name)
+        self._index = None
+
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered under ``name``."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self._index = None
+
+    def plugin_names(self) -> list[str]:
+        return sorted(n for n, _ in self.pm.list_name_plugin())
+
+    # -- indexing ----------------------------------------------------------
+    def _collect(self, kind: str) -> dict[str, Any]:
+        hook = getattr(self.pm.hook, f"leukobench_{kind}")
+        spec_type = SPEC_KINDS[kind]
+        index: dict[str, Any] = {}
+        for impl in hook.get_hookimpls():
+            plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            result = impl.function()
+            if result is None:
+                continue
+            specs = [result] if isinstance(result, spec_type) else list(result)
+            for spec in specs:
+                if not isinstance(spec, spec_type):
+                    raise UserError(
+                        f"plugin {plugin_name!r}: leukobench_{kind}() returned "
+                        f"{type(spec).__name__}, expected {spec_type.__name__}"
+                    )
+                if not spec.plugin:
+                    object.__setattr__(spec, "plugin", plugin_name)
+                if spec.name in index:
+                    raise DuplicateNameError(
+                        f"{_SINGULAR[kind]} {spec.name!r} is registered twice: by plugin "
+                        f"{index[spec.name].plugin!r} and by plugin {plugin_name!r}"
+                    )
+                index[spec.name] = spec
+        return dict(sorted(index.items()))
+
+    def _all(self) -> dict[str, dict[str, Any]]:
+        if self._index is None:
+            self._index = {kind: self._collect(kind) for kind in SPEC_KINDS}
+        return self._index
+
+    @property
+    def backbones(self) -> dict[str, BackboneSpec]:
+        return self._all()["backbones"]
+
+    @property
+    def classifiers(self) -> dict[str, ClassifierSpec]:
+        return self._all()["classifiers"]
+
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        return self._all()["datasets"]
+
+    # -- look-ups ----------------------------------------------------------
+    def backbone(self, name: str) -> tuple[BackboneSpec, dict[str, Any]]:
+        """The spec for ``name`` and extra factory options (``model_name`` for families)."""
+        specs = self.backbones
+        if name in specs and not specs[name].family:
+            return specs[name], {}
+        family, _, model = name.partition("/")
+        if model and family in specs and specs[family].family:
+            return specs[family], {"model_name": model}
+        known = [n if not s.family else f"{n}/<model>" for n, s in specs.items()]
+        raise unknown("backbone", name, known)
+
+    def classifier(self, name: str) -> ClassifierSpec:
+        if name not in self.classifiers:
+            raise unknown("classifier", name, self.classifiers)
+        return self.classifiers[name]
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            raise unknown("dataset", name, self.datasets)
+        return self.datasets[name]
+
+    def build_backbone(self, name: str, **options: Any) -> Any:
+        """Build the backbone ``name`` with ``options``."""
+        spec, extra = self.backbone(name)
+        return spec.factory(**extra, **options)
+
+    def build_classifier(self, name: str, **options: Any) -> Any:
+        """A fresh, unfitted estimator for classifier ``name``."""
+        spec = self.classifier(name)
+        try:
+            return spec.factory(**options)
+        except TypeError as exc:
+            raise UserError(f"classifier {name!r}: bad option(s) {sorted(options)}: {exc}") from exc
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading entry points on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (tests; after changing LEUKOBENCH_PLUGINS)."""
+    global _REGISTRY
+    _REGISTRY = None

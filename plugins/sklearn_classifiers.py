@@ -1,0 +1,1 @@
+"""Builtin LeukoBench plugin (being written)."""
