@@ -19,7 +19,9 @@ class Backbone:
     ``extractor`` maps a normalised float batch ``(N, 3, input_size, input_size)``
     to ``(N, feature_dim)``. ``make_finetune(num_classes)`` returns a fresh
     trainable ``nn.Module`` (same input) whose last layer is a new
-    ``num_classes`` head. ``weights_digest`` identifies the exact weights
+    ``num_classes`` head, found at ``model.get_submodule(head_module)`` (so
+    protocols can freeze the body or give the head a larger learning rate).
+    ``weights_digest`` identifies the exact weights
     (sha256 of the state dict bytes, or ``"random:<seed>"``).
     """
 
@@ -35,6 +37,7 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
     layer: str = ""
+    head_module: str = ""  # dotted path of the new head inside make_finetune(k)'s module
     extra: dict[str, Any] = field(default_factory=dict)
 
     def preprocessing(self) -> dict[str, Any]:
