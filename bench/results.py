@@ -1,0 +1,189 @@
+"""Result records: one JSON file per run, atomically written, never overwritten.
+
+The schema is documented in ``docs/results.md`` (``leukobench.result/1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+SCHEMA = "leukobench.result/1"
+PACKAGES = (
+    "leukobench",
+    "torch",
+    "torchvision",
+    "timm",
+    "scikit-learn",
+    "xgboost",
+    "numpy",
+    "pillow",
+)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path`` through a temp file and a rename.
+
+    With ``overwrite=False`` an existing file is never replaced (FileExistsError).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists: no record is ever overwritten
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Versions, device and CPU/GPU names for a result record."""
+    import torch
+
+    gpu = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "gpu": gpu,
+        "packages": _package_versions(),
+    }
+
+
+def git_revision(start: Path | None = None) -> str | None:
+    """The project's git revision (``+dirty`` when the tree has changes), if known."""
+    here = start or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def new_run_id(suite_name: str, config_digest: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{suite_name}-{config_digest[:6]}"
+
+
+def write_record(record: dict[str, Any], results_dir: Path) -> Path:
+    """Write ``record`` as ``<results_dir>/<run_id>.json``; never overwrite (suffix -2, -3...)."""
+    results_dir = Path(results_dir)
+    text = json.dumps(record, indent=1, default=_json_default)
+    stem = record["run_id"]
+    for attempt in range(1, 1000):
+        path = results_dir / (f"{stem}.json" if attempt == 1 else f"{stem}-{attempt}.json")
+        try:
+            return atomic_write_text(path, text, overwrite=False)
+        except FileExistsError:
+            continue
+    raise UserError(f"cannot find a free file name for {stem} in {results_dir}")
+
+
+def update_record(record: dict[str, Any], path: Path) -> Path:
+    """Rewrite the record at ``path`` (the same run, now further along)."""
+    text = json.dumps(record, indent=1, default=_json_default)
+    return atomic_write_text(path, text, overwrite=True)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if np.isnan(obj) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read and check a result record; UserError naming the file when it is not one."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such result file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON result record ({exc})") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        found = record.get("schema") if isinstance(record, dict) else type(record).__name__
+        raise UserError(
+            f"{path}: not a LeukoBench result record (schema {found!r}, expected {SCHEMA!r})"
+        )
+    for key in ("run_id", "dataset", "cells"):
+        if key not in record:
+            raise UserError(f"{path}: result record lacks the key {key!r}")
+    return record
+
+
+def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every readable record under ``results_dir`` (recursively), sorted by path."""
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            yield path, load_record(path)
+        except UserError:
+            continue
