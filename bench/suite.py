@@ -1,0 +1,415 @@
+"""Declarative suite files (TOML) -> a validated configuration and a plan of cells.
+
+The schema is documented in ``docs/suites.md``. Validation happens before any
+work: unknown keys and plugin names fail with close-match suggestions, wrong
+types name the expected type, the file and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.registry import Registry, suggest
+
+# key -> (expected type(s), allowed values or None)
+_STR, _INT, _FLOAT, _BOOL, _LIST, _DICT = str, int, (int, float), bool, list, dict
+
+SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
+    "suite": {
+        "name": (_STR, None),
+        "description": (_STR, None),
+        "seed": (_INT, None),
+        "seeds": (_LIST, None),
+        "results_dir": (_STR, None),
+    },
+    "data": {
+        "dataset": (_STR, None),
+        "path": (_STR, None),
+        "options": (_DICT, None),
+        "skip_bad": (_BOOL, None),
+        "balance": (_STR, ("none", "undersample")),
+        "mask": (_LIST, None),
+        "max_pixels": (_INT, None),
+    },
+    "augment": {
+        "scheme": (_STR, ("none", "loey2020")),
+        "copies": (_INT, None),
+    },
+    "protocol": {
+        "kind": (_STR, ("features", "finetune")),
+        "backbones": (_LIST, None),
+        "classifiers": (_LIST, None),
+        "folds": (_INT, None),
+        "holdout": (_FLOAT, None),
+        "split": (_STR, ("grouped", "paper-leaky")),
+        "augment": (_BOOL, None),
+        "settings": (_DICT, None),
+        "save_model": (_BOOL, None),
+    },
+    "run": {
+        "device": (_STR, None),
+        "batch_size": (_INT, None),
+        "workers": (_INT, None),
+        "n_jobs": (_INT, None),
+        "cache": (_BOOL, None),
+    },
+}
+TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "suite": {"description": "", "seed": 0, "results_dir": "results"},
+    "data": {
+        "options": {},
+        "skip_bad": False,
+        "balance": "none",
+        "mask": [],
+        "max_pixels": 89_478_485,
+    },
+    "augment": {"scheme": "none", "copies": 1},
+    "run": {"device": "auto", "batch_size": 0, "workers": 2, "n_jobs": 2, "cache": True},
+}
+PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "classifiers": [],
+    "split": "grouped",
+    "augment": True,
+    "settings": {},
+    "save_model": False,
+}
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, tuple):
+        return "a number"
+    return _TYPE_NAMES.get(t, t.__name__)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a protocol x backbone x classifier x seed."""
+
+    protocol_index: int
+    kind: str
+    backbone: str
+    classifier: str  # "finetune" for Model 2
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.kind}|{self.backbone}|{self.classifier}|seed={self.seed}|p{self.protocol_index}"
+        )
+
+
+@dataclass
+class Suite:
+    """A validated suite: its resolved configuration and where it came from."""
+
+    config: dict[str, Any]
+    path: Path | None
+    source_sha256: str
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def name(self) -> str:
+        return self.config["suite"]["name"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["suite"]["seeds"])
+
+    @property
+    def protocols(self) -> list[dict[str, Any]]:
+        return self.config["protocol"]
+
+    def digest(self) -> str:
+        """Digest of the resolved configuration (names runs, keys resumable work)."""
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+
+    def backbone_options(self, name: str) -> dict[str, Any]:
+        return dict(self.config["backbone"].get(name, {}))
+
+    def classifier_options(self, name: str) -> dict[str, Any]:
+        return dict(self.config["classifier"].get(name, {}))
+
+    def data_path(self) -> Path | None:
+        path = self.config["data"].get("path")
+        if not path:
+            return None
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for seed in self.seeds:
+            for i, proto in enumerate(self.protocols):
+                for backbone in proto["backbones"]:
+                    if proto["kind"] == "features":
+                        for clf in proto["classifiers"]:
+                            out.append(Cell(i, "features", backbone, clf, seed))
+                    else:
+                        out.append(Cell(i, "finetune", backbone, "finetune", seed))
+        return out
+
+
+# -- locating ------------------------------------------------------------------
+def builtin_suites() -> dict[str, Path]:
+    """Shipped suites by name (``suites/*.toml``)."""
+    root = resources.files("suites")
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".toml")}
+
+
+def locate(name_or_path: str) -> Path:
+    """A suite file from a path or a shipped suite's name."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise UserError(f"suite file {p} not found")
+        return p
+    shipped = builtin_suites()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    hint = suggest(name_or_path, shipped) or f" (shipped suites: {', '.join(sorted(shipped))})"
+    raise UserError(f"unknown suite {name_or_path!r}{hint}")
+
+
+# -- overrides -----------------------------------------------------------------
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"protocol.0.folds=5"`` -> (["protocol", "0", "folds"], 5). Values are TOML literals."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY.PATH=VALUE")
+    key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise UserError(f"--set {text!r}: empty key path")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is a string
+    return keys, value
+
+
+def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise UserError(f"--set {'.'.join(keys)}: no list item {key!r}")
+            node = node[int(key)]
+        else:
+            if key not in node:
+                node[key] = [] if nxt.isdigit() else {}
+            node = node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise UserError(f"--set {'.'.join(keys)}: no list item {last!r}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+# -- validation ----------------------------------------------------------------
+class _Checker:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, key: str, message: str) -> UserError:
+        return UserError(f"{self.where}: {key}: {message}")
+
+    def table(self, section: str, key_path: str, table: Any) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(key_path, "expected a table")
+        schema = SCHEMA[section]
+        for key, value in table.items():
+            path = f"{key_path}.{key}"
+            if key not in schema:
+                hint = suggest(key, schema) or f" (allowed: {', '.join(schema)})"
+                raise self.fail(path, f"unknown key{hint}")
+            expected, allowed = schema[key]
+            ok = isinstance(value, expected) and not (
+                isinstance(value, bool) and expected in (int, (int, float))
+            )
+            if not ok:
+                raise self.fail(path, f"expected {_type_name(expected)}, got {value!r}")
+            if allowed and value not in allowed:
+                hint = suggest(str(value), allowed) or f" (allowed: {', '.join(allowed)})"
+                raise self.fail(path, f"{value!r} is not allowed{hint}")
+        return table
+
+
+def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) -> dict[str, Any]:
+    """Check ``raw`` against the schema and the registry; return the resolved config."""
+    check = _Checker(where)
+    for key in raw:
+        if key not in TOP_LEVEL:
+            hint = suggest(key, TOP_LEVEL) or f" (allowed: {', '.join(TOP_LEVEL)})"
+            raise check.fail(key, f"unknown table{hint}")
+    cfg: dict[str, Any] = {}
+    for section in ("suite", "data", "augment", "run"):
+        given = check.table(section, section, raw.get(section, {}))
+        cfg[section] = {**copy.deepcopy(DEFAULTS.get(section, {})), **copy.deepcopy(given)}
+
+    suite = cfg["suite"]
+    if "name" not in suite:
+        suite["name"] = Path(where).stem
+    seeds = suite.pop("seeds", None)
+    if seeds is None:
+        seeds = [suite["seed"]]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise check.fail("suite.seeds", "expected a non-empty list of integers")
+    suite["seeds"] = seeds
+    suite["seed"] = seeds[0]
+
+    data = cfg["data"]
+    if "dataset" not in data:
+        raise check.fail("data.dataset", "missing (a dataset plugin name, e.g. 'imagefolder')")
+    _check_mask(check, data["mask"])
+
+    aug = cfg["augment"]
+    if aug["scheme"] == "none":
+        aug["copies"] = 1
+    elif "copies" not in raw.get("augment", {}):
+        aug["copies"] = 5
+    if aug["copies"] < 1:
+        raise check.fail("augment.copies", "must be at least 1")
+
+    protocols = raw.get("protocol")
+    if not protocols:
+        raise check.fail("protocol", "missing: add at least one [[protocol]] table")
+    if not isinstance(protocols, list):
+        raise check.fail("protocol", "expected an array of tables: write [[protocol]]")
+    cfg["protocol"] = [_protocol(check, f"protocol[{i}]", p) for i, p in enumerate(protocols)]
+
+    for kind in ("backbone", "classifier"):
+        table = raw.get(kind, {})
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            raise check.fail(kind, f"expected tables like [{kind}.NAME] with options")
+        cfg[kind] = copy.deepcopy(table)
+
+    if registry is not None:
+        _check_names(check, cfg, registry)
+    return cfg
+
+
+def _check_mask(check: _Checker, mask: list) -> None:
+    for i, rect in enumerate(mask):
+        ok = (
+            isinstance(rect, list)
+            and len(rect) == 4
+            and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rect)
+            and rect[0] < rect[2]
+            and rect[1] < rect[3]
+        )
+        if not ok:
+            raise check.fail(
+                f"data.mask[{i}]",
+                f"expected [x0, y0, x1, y1] in relative coordinates 0..1, got {rect!r}",
+            )
+
+
+def _protocol(check: _Checker, where: str, proto: Any) -> dict[str, Any]:
+    check.table("protocol", where, proto)
+    if "kind" not in proto:
+        raise check.fail(
+            f"{where}.kind", "missing ('features' for Model 1, 'finetune' for Model 2)"
+        )
+    out = {**copy.deepcopy(PROTOCOL_DEFAULTS), **copy.deepcopy(proto)}
+    if not out.get("backbones"):
+        raise check.fail(f"{where}.backbones", "missing: a list of backbone names")
+    for key in ("backbones", "classifiers"):
+        if not all(isinstance(v, str) for v in out[key]):
+            raise check.fail(f"{where}.{key}", "expected a list of names")
+    if out["kind"] == "features":
+        if not out["classifiers"]:
+            raise check.fail(
+                f"{where}.classifiers", "missing: a features protocol needs classifiers"
+            )
+        if "holdout" in out:
+            raise check.fail(f"{where}.holdout", "features protocols use folds (k-fold CV)")
+        out.setdefault("folds", 10)
+    elif out["classifiers"]:
+        raise check.fail(
+            f"{where}.classifiers", "a finetune protocol trains its own head; remove it"
+        )
+    if "holdout" in out and "folds" in out:
+        raise check.fail(where, "give either folds or holdout, not both")
+    if "holdout" not in out and "folds" not in out:
+        out["holdout"] = 0.2
+    if "folds" in out and out["folds"] < 2:
+        raise check.fail(f"{where}.folds", "must be at least 2")
+    if "holdout" in out and not 0 < out["holdout"] < 1:
+        raise check.fail(f"{where}.holdout", "must be a fraction between 0 and 1")
+    return out
+
+
+def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> None:
+    try:
+        registry.dataset(cfg["data"]["dataset"])
+    except UserError as exc:
+        raise check.fail("data.dataset", str(exc)) from None
+    used_b: set[str] = set()
+    used_c: set[str] = set()
+    for i, proto in enumerate(cfg["protocol"]):
+        for name in proto["backbones"]:
+            try:
+                registry.backbone(name)
+            except UserError as exc:
+                raise check.fail(f"protocol[{i}].backbones", str(exc)) from None
+            used_b.add(name)
+        for name in proto["classifiers"]:
+            try:
+                registry.classifier(name)
+            except UserError as exc:
+                raise check.fail(f"protocol[{i}].classifiers", str(exc)) from None
+            used_c.add(name)
+    for name in cfg["backbone"]:
+        if name not in used_b:
+            hint = suggest(name, used_b)
+            raise check.fail(f"backbone.{name}", f"options for a backbone no protocol uses{hint}")
+    for name in cfg["classifier"]:
+        if name not in used_c:
+            hint = suggest(name, used_c)
+            raise check.fail(
+                f"classifier.{name}", f"options for a classifier no protocol uses{hint}"
+            )
+
+
+def load_suite(
+    name_or_path: str,
+    *,
+    overrides: list[str] = (),
+    data_path: str | None = None,
+    registry: Registry | None = None,
+) -> Suite:
+    """Read, override (``--set``, ``--data``) and validate a suite."""
+    path = locate(name_or_path)
+    text = path.read_bytes()
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    for item in overrides:
+        keys, value = parse_override(item)
+        apply_override(raw, keys, value)
+    base_dir = path.parent.resolve()
+    if data_path is not None:
+        raw.setdefault("data", {})["path"] = str(Path(data_path).expanduser().resolve())
+    cfg = validate(raw, str(path), registry)
+    return Suite(cfg, path, hashlib.sha256(text).hexdigest(), base_dir)
