@@ -1,4 +1,10 @@
-"""Decoding images to RGB uint8 arrays at a backbone's input size."""
+"""Decoding images to 8-bit RGB arrays at a backbone's input size.
+
+Every image mode is mapped to correct 8-bit RGB (the paper converts to RGB):
+grayscale is replicated, palette images are expanded, alpha is composited
+over black, CMYK is converted, 16-bit (``I;16*``, ``I``) and float (``F``)
+images are *scaled* to 8 bit (not clipped), and EXIF orientation is applied.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,54 @@ _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+INTERPOLATIONS = tuple(_RESAMPLE)
+
+
+def _wide_to_l(im: Image.Image) -> Image.Image:
+    """A 16/32-bit integer or float single-channel image scaled to mode ``L``."""
+    arr = np.asarray(im)
+    if arr.dtype.kind == "f":
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if lo >= 0.0 and hi <= 1.0:
+            out = arr * 255.0
+        else:
+            out = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(out)), 0, 255).astype(np.uint8))
+    arr = arr.astype(np.int64)
+    hi = int(arr.max()) if arr.size else 0
+    if im.mode.startswith("I;16") or hi > 255:
+        # 16-bit data: full range 0..65535 maps to 0..255 (>> 8 keeps it exact and monotone).
+        arr = np.clip(arr, 0, 65535) >> 8 if hi <= 65535 else arr * 255 // max(hi, 1)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` (any PIL mode) as an 8-bit RGB image (alpha composited over black)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return _wide_to_l(im).convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def load_rgb(path: Path) -> Image.Image:
     """Open an image, apply its EXIF orientation and convert it to 8-bit RGB."""
     with Image.open(path) as im:
+        im.load()
         im = ImageOps.exif_transpose(im)
-        return im.convert("RGB")
+        return to_rgb(im)
 
 
 def decode_resized(path: Path, size: int, interpolation: str = "bilinear") -> np.ndarray:
     """The image at ``path`` as a ``(size, size, 3)`` uint8 RGB array."""
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"unknown interpolation {interpolation!r}; known: {INTERPOLATIONS}")
     im = load_rgb(path)
     if im.size != (size, size):
         im = im.resize((size, size), _RESAMPLE[interpolation])
