@@ -1,0 +1,79 @@
+"""``leukobench list``: the registered backbones, classifiers, datasets, suites and plugins."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+KINDS = ("backbones", "classifiers", "datasets", "suites", "plugins")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list backbones, classifiers, datasets, suites, plugins")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: all)")
+    p.set_defaults(func=run)
+
+
+def _dim(value: object) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def tables(kind: str) -> Table:
+    from bench.registry import get_registry
+    from bench.suite import builtin_suites
+
+    reg = get_registry()
+    if kind == "backbones":
+        t = Table(title="Backbones")
+        for col in ("name", "description", "plugin", "input", "feature dim", "weights"):
+            t.add_column(col)
+        for name, s in reg.backbones.items():
+            shown = f"{name}/<model>" if s.family else name
+            t.add_row(
+                shown,
+                s.description,
+                s.plugin,
+                _dim(s.input_size),
+                _dim(s.feature_dim),
+                _dim(s.weight_source),
+            )
+    elif kind == "classifiers":
+        t = Table(title="Classifiers")
+        for col in ("name", "Table 1 label", "description", "plugin", "in paper"):
+            t.add_column(col)
+        for name, s in reg.classifiers.items():
+            t.add_row(name, s.paper_label, s.description, s.plugin, "yes" if s.in_paper else "")
+    elif kind == "datasets":
+        t = Table(title="Datasets")
+        for col in ("name", "description", "plugin", "needs path"):
+            t.add_column(col)
+        for name, s in reg.datasets.items():
+            t.add_row(name, s.description, s.plugin, "yes" if s.needs_path else "no")
+    elif kind == "suites":
+        import tomllib
+
+        t = Table(title="Shipped suites (leukobench run NAME)")
+        for col in ("name", "description", "file"):
+            t.add_column(col)
+        for name, path in sorted(builtin_suites().items()):
+            try:
+                desc = tomllib.loads(path.read_text()).get("suite", {}).get("description", "")
+            except (OSError, tomllib.TOMLDecodeError):
+                desc = "(unreadable)"
+            t.add_row(name, desc, path.name)
+    else:
+        t = Table(title="Plugins (entry-point group 'leukobench')")
+        t.add_column("name")
+        t.add_column("module")
+        for name, plugin in sorted(reg.pm.list_name_plugin()):
+            t.add_row(name, getattr(plugin, "__name__", repr(plugin)))
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    for kind in [args.kind] if args.kind else KINDS:
+        console.print(tables(kind))
+    return 0

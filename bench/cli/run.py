@@ -1,0 +1,88 @@
+"""``leukobench run [SUITE]``: run a declarative suite (default: the offline quickstart)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+DEFAULT_SUITE = "quickstart"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a suite (default: the offline quickstart)",
+        description="Run a declarative suite file (TOML) or a shipped suite by name.",
+    )
+    p.add_argument(
+        "suite",
+        nargs="?",
+        default=DEFAULT_SUITE,
+        help="suite file or shipped name (default: quickstart)",
+    )
+    p.add_argument("--data", metavar="PATH", help="dataset folder/file (overrides data.path)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a suite field, e.g. --set protocol.0.folds=5 (repeatable)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and what is cached; run nothing"
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        help="where to write the result record (default: suite.results_dir)",
+    )
+    p.add_argument(
+        "--skip-bad", action="store_true", help="exclude unreadable images instead of stopping"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="feature cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--extra-metrics", action="store_true", help="show F1, MCC, ROC-AUC too")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.registry import get_registry
+    from bench.suite import load_suite
+
+    if args.cache_dir:
+        os.environ["LEUKOBENCH_CACHE"] = str(args.cache_dir)
+    registry = get_registry()
+    suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
+    console = Console()
+    if args.dry_run:
+        from bench.plan import print_plan
+
+        print_plan(suite, registry, console)
+        return 0
+
+    from bench.runner import run_suite
+
+    record, path = run_suite(
+        suite,
+        registry=registry,
+        results_dir=args.results_dir,
+        console=Console(stderr=True),
+        progress=not args.no_progress,
+        skip_bad=True if args.skip_bad else None,
+        cache_dir=args.cache_dir,
+        use_cache=False if args.no_cache else None,
+    )
+    from bench.summary import print_run_summary
+
+    print_run_summary(record, console, extra=args.extra_metrics)
+    console.print(f"result record: [bold]{path}[/bold]")
+    return 0
