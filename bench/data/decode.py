@@ -71,3 +71,31 @@ def decode_resized(path: Path, size: int, interpolation: str = "bilinear") -> np
     if im.size != (size, size):
         im = im.resize((size, size), _RESAMPLE[interpolation])
     return np.asarray(im, dtype=np.uint8)
+
+
+def decode_many(
+    paths: list[Path] | tuple[Path, ...],
+    size: int,
+    interpolation: str = "bilinear",
+    *,
+    workers: int = 2,
+) -> np.ndarray:
+    """Decode and resize every path into one ``(N, size, size, 3)`` uint8 array.
+
+    Runs on ``workers`` threads (Pillow releases the GIL while decoding and
+    resizing, so threads use both cores).
+    """
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = decode_resized(paths[i], size, interpolation)
+
+    if workers > 1 and len(paths) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, range(len(paths))))
+    else:
+        for i in range(len(paths)):
+            one(i)
+    return out
