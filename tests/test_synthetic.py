@@ -35,7 +35,9 @@ def test_synthetic_is_cached_under_leukobench_cache(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "synthetic").iterdir() if p.name.startswith(".tmp")]
     c = synthetic_dataset(n_per_class=3, size=64, seed=2)
     assert c.root != a.root
-    assert not np.array_equal(np.asarray(Image.open(a.paths[0])), np.asarray(Image.open(c.paths[0])))
+    assert not np.array_equal(
+        np.asarray(Image.open(a.paths[0])), np.asarray(Image.open(c.paths[0]))
+    )
 
 
 def test_synthetic_classes_differ_in_nucleus_size():
