@@ -1,0 +1,18 @@
+"""What ``leukobench run`` prints at the end: Table 1 of the run just finished."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+
+def print_run_summary(record: dict[str, Any], console: Console, *, extra: bool = False) -> None:
+    """Table 1 (rich) for ``record``, plus a line per failed cell."""
+    from bench.render import render_rich
+    from bench.report import EXTRA_METRICS, table1
+
+    render_rich(table1(record, extra=EXTRA_METRICS if extra else ()), console)
+    for cell in record["cells"]:
+        if cell.get("status") != "complete":
+            console.print(f"[red]cell {cell['id']} {cell.get('status')}: {cell.get('error', '')}[/red]")
