@@ -23,6 +23,8 @@ from bench.render import Table
 
 PAPER_METRICS = ("precision", "recall", "accuracy", "specificity")
 EXTRA_METRICS = ("f1", "mcc", "roc_auc", "balanced_accuracy")
+# multi-class records store macro averages under these names (bench.metrics)
+MACRO_ALIASES = {"precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro"}
 FRACTION_METRICS = ("mcc", "roc_auc")  # shown as fractions, not percent
 METRIC_NAMES = {
     "precision": "Precision",
@@ -178,14 +180,16 @@ def cell_estimate(cell: dict[str, Any], metric: str) -> Estimate:
     """The pooled ``metric`` of one cell with its stored CI (recomputed when absent)."""
     metrics = cell.get("metrics") or {}
     pooled = metrics.get("pooled") or {}
-    ci = (metrics.get("ci") or {}).get(metric)
-    if metric not in pooled:
-        pooled, cis = recompute_metrics(cell)
-        ci = cis.get(metric)
-    value = pooled.get(metric)
-    if value is None:
+    key = metric if metric in pooled else MACRO_ALIASES.get(metric)
+    if key in pooled:
+        ci = (metrics.get("ci") or {}).get(key)
+        value = pooled.get(key)
+    else:
+        recomputed, cis = recompute_metrics(cell)
+        value, ci = recomputed.get(metric), cis.get(metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return Estimate(None)
-    low, high = ci if ci and len(ci) == 2 else (None, None)
+    low, high = ci if ci and len(ci) == 2 and None not in ci else (None, None)
     return Estimate(float(value), low, high)
 
 

@@ -134,6 +134,12 @@ def test_multiclass_per_class_and_macro():
         assert row[1] == cell["classes"][i]
         assert row[3].startswith(_pct(recalls[i]))
     assert t.rows[0][2].startswith(_pct(precision_score(y_true, y_pred, average="macro")))
+    # specificity is not stored for multi-class: recomputed (macro one-vs-rest) from predictions
+    spec = []
+    for i in range(3):
+        neg = y_true != i
+        spec.append(((y_pred != i) & neg).sum() / neg.sum())
+    assert t.rows[0][5].startswith(_pct(np.mean(spec)))
 
 
 def test_split_labels():
@@ -239,3 +245,21 @@ def test_compare_methods_paired_tests(record):
     row = next(d for d in t.data if d["b"] == "alexnet + Decision tree")
     assert 0.0 <= row["mcnemar_p"] <= 1.0 and 0.0 <= row["ttest_p"] <= 1.0
     assert row["folds"] == 5
+
+
+@pytest.mark.parametrize("make", [binary_record, multiclass_record])
+def test_records_from_bench_metrics(make):
+    """Cells whose metrics block comes from bench.metrics.summarize (the runner's) report alike."""
+    metrics = pytest.importorskip("bench.metrics")
+    rec = make()
+    for cell in rec["cells"]:
+        k = len(cell["classes"])
+        cell["metrics"] = metrics.summarize(
+            cell["folds"], n_classes=k, positive_index=1 if k == 2 else None, n_boot=50
+        )
+    t = table1(rec)[0]
+    for row, cell in zip(t.rows, rec["cells"], strict=True):
+        y_true, y_pred = _pooled(cell)
+        assert row[4].startswith(_pct(accuracy_score(y_true, y_pred)) + " [")
+        avg = "binary" if k == 2 else "macro"
+        assert row[3].startswith(_pct(recall_score(y_true, y_pred, average=avg)))

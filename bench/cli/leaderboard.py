@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
     table, warnings = build(args.results_dir, args.metric, args.dataset, args.latest)
     for warning in warnings:
         print(f"leukobench: warning: {warning}", file=sys.stderr)
+    if not table.rows:
+        print(
+            f"leukobench: no complete cells in result records under {args.results_dir}",
+            file=sys.stderr,
+        )
     if args.out:
         write_markdown(table, args.out)
         print(f"wrote {args.out} ({len(table.rows)} row(s))", file=sys.stderr)
