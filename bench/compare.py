@@ -172,7 +172,9 @@ def _status(base: Estimate, cand: Estimate, tolerance: float, use_ci: bool) -> s
     drop = base.mean - cand.mean
     if drop > tolerance + 1e-12:
         return "DROP"
-    if use_ci and cand.high is not None and not math.isnan(cand.high) and cand.high < base.mean:
+    # 1e-9: a Wilson bound of 100% is 0.9999999999999999 in floating point
+    ci_high = cand.high if cand.high is not None and not math.isnan(cand.high) else None
+    if use_ci and ci_high is not None and ci_high < base.mean - 1e-9:
         return "CI-DROP"
     return "better" if drop < -1e-12 else "ok"
 

@@ -67,15 +67,17 @@ def render_rich(tables: list[Table], console: Any = None) -> None:
         rt = RichTable(title=table.title, caption=table.caption or None, caption_justify="left")
         headers = (["Model"] if table.groups else []) + table.headers
         offset = 1 if table.groups else 0
+        budget = max(4, (console.width - 3 * len(headers) - 1) // max(1, len(headers)))
         for i, name in enumerate(headers):
             numeric = i >= offset and _numeric_column(table, i - offset)
-            longest = max((len(r[i - offset]) for r in table.rows if i >= offset), default=8)
+            cells = [r[i - offset] for r in table.rows] if i >= offset else table.groups or []
+            longest = max((len(c) for c in cells), default=6)
+            # narrow terminals: numbers wrap at the space before "[CI]", text keeps a minimum
             rt.add_column(
                 name,
                 justify="right" if numeric else "left",
-                no_wrap=numeric,
-                overflow="ellipsis" if numeric else "fold",
-                min_width=None if numeric else min(longest, 24),
+                overflow="fold",
+                min_width=min(longest, 5 if numeric else 12, budget),
             )
         previous = None
         for i, row in enumerate(table.rows):

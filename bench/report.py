@@ -69,15 +69,11 @@ class Estimate:
         return {"mean": self.mean, "ci": [self.low, self.high], "n_seeds": self.n_seeds}
 
 
-def wilson(successes: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+def wilson(successes: float, n: float) -> tuple[float, float]:
     """Wilson score 95% interval for a proportion (0/0 -> (nan, nan))."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from bench.stats import wilson_interval
+
+    return wilson_interval(successes, n)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -112,3 +112,12 @@ def test_cli_exit_codes(tmp_path, baseline, capsys):
     assert main(["compare", str(base), str(cand), "--format", "md", "--out", str(out_md)]) == 1
     assert "DROP" in out_md.read_text()
     assert main(["compare", str(base), str(tmp_path / "missing.json")]) == 2
+
+
+def test_perfect_scores_do_not_trip_the_ci_rule():
+    """Wilson's upper bound at 100% is 0.9999999999999999: equal runs must still pass."""
+    perfect = binary_record(shift=1.0)
+    assert perfect["cells"][0]["metrics"]["pooled"]["accuracy"] == 1.0
+    for cell in perfect["cells"]:
+        cell["metrics"]["ci"]["accuracy"][1] = 0.9999999999999999  # as bench.stats gives it
+    assert compare_records(perfect, copy.deepcopy(perfect)).exit_code == 0
