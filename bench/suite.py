@@ -379,16 +379,16 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
             except UserError as exc:
                 raise check.fail(f"protocol[{i}].classifiers", str(exc)) from None
             used_c.add(name)
-    for name in cfg["backbone"]:
-        if name not in used_b:
-            hint = suggest(name, used_b)
-            raise check.fail(f"backbone.{name}", f"options for a backbone no protocol uses{hint}")
-    for name in cfg["classifier"]:
-        if name not in used_c:
-            hint = suggest(name, used_c)
-            raise check.fail(
-                f"classifier.{name}", f"options for a classifier no protocol uses{hint}"
-            )
+    # Options for a name no protocol uses are fine (protocols may be overridden),
+    # but a name no plugin knows is a typo.
+    for kind, used in (("backbone", used_b), ("classifier", used_c)):
+        for name in cfg[kind]:
+            if name in used:
+                continue
+            try:
+                registry.backbone(name) if kind == "backbone" else registry.classifier(name)
+            except UserError as exc:
+                raise check.fail(f"{kind}.{name}", str(exc)) from None
 
 
 def load_suite(

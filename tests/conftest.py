@@ -45,5 +45,6 @@ def _fresh_registry(tmp_path_factory, monkeypatch):
 
     reset_registry()
     monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("COLUMNS", "200")  # wide rich tables, so assertions see whole cells
     yield
     reset_registry()

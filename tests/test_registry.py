@@ -24,9 +24,15 @@ class _Family:
 
 def test_builtin_plugins_come_through_entry_points():
     reg = get_registry()
-    assert {"alexnet", "timm", "efficientnet_lite", "sklearn", "xgboost", "datasets", "synthetic"} <= set(
-        reg.plugin_names()
-    )
+    assert {
+        "alexnet",
+        "timm",
+        "efficientnet_lite",
+        "sklearn",
+        "xgboost",
+        "datasets",
+        "synthetic",
+    } <= set(reg.plugin_names())
     assert "alexnet" in reg.backbones and "efficientnet_lite0" in reg.backbones
     assert {"dt", "lda", "svm-linear", "svm-gaussian", "svm-cubic", "knn1"} <= set(reg.classifiers)
     assert {"imagefolder", "manifest", "synthetic"} <= set(reg.datasets)
@@ -35,7 +41,9 @@ def test_builtin_plugins_come_through_entry_points():
 
 def test_unknown_name_suggests_close_match():
     reg = get_registry()
-    with pytest.raises(UnknownNameError, match=r"unknown backbone 'alexnt'; did you mean 'alexnet'\?"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown backbone 'alexnt'; did you mean 'alexnet'\?"
+    ):
         reg.backbone("alexnt")
     with pytest.raises(UnknownNameError, match="did you mean 'svm-cubic'"):
         reg.classifier("svm-cubc")
@@ -44,7 +52,10 @@ def test_unknown_name_suggests_close_match():
 def test_duplicate_name_names_both_plugins():
     reg = Registry()
     reg.register(_Dup(), name="dupe-plugin")
-    with pytest.raises(DuplicateNameError, match=r"'knn1' is registered twice: by plugin '\w+' and by plugin 'dupe-plugin'"):
+    with pytest.raises(
+        DuplicateNameError,
+        match=r"'knn1' is registered twice: by plugin '\w+' and by plugin 'dupe-plugin'",
+    ):
         _ = reg.classifiers
     reg.unregister("dupe-plugin")
     assert "knn1" in reg.classifiers

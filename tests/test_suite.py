@@ -44,7 +44,9 @@ def test_paper_suite_is_labelled_leaky_and_grouped_is_not():
     assert all(p["split"] == "grouped" for p in safe.protocols)
     assert leaky.config["augment"] == {"scheme": "loey2020", "copies": 5}
     ft = leaky.protocols[1]
-    assert ft["holdout"] == 0.2 and ft["settings"]["batch_size"] == 5 and ft["settings"]["epochs"] == 6
+    assert (
+        ft["holdout"] == 0.2 and ft["settings"]["batch_size"] == 5 and ft["settings"]["epochs"] == 6
+    )
 
 
 def test_cells_and_defaults(tmp_path):
@@ -57,13 +59,31 @@ def test_cells_and_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (MINIMAL.replace('name = "t"', 'name = "t"\nsede = 1'), r"suite.sede: unknown key; did you mean 'seed'"),
+        (
+            MINIMAL.replace('name = "t"', 'name = "t"\nsede = 1'),
+            r"suite.sede: unknown key; did you mean 'seed'",
+        ),
         (MINIMAL.replace("folds = 3", 'folds = "3"'), r"protocol\[0\].folds: expected an integer"),
-        (MINIMAL.replace('"knn1"', '"knn"'), r"protocol\[0\].classifiers: unknown classifier 'knn'; did you mean 'knn1'"),
-        (MINIMAL.replace('kind = "features"', 'kind = "feature"'), r"'feature' is not allowed; did you mean 'features'"),
-        (MINIMAL + "\n[classifer.knn1]\nx=1\n", r"classifer: unknown table; did you mean 'classifier'"),
-        (MINIMAL + "\n[classifier.svm-cubic]\nC=1\n", r"classifier.svm-cubic: options for a classifier no protocol uses"),
-        (MINIMAL.replace('dataset = "synthetic"', 'dataset = "synthetc"'), r"data.dataset: unknown dataset 'synthetc'; did you mean 'synthetic'"),
+        (
+            MINIMAL.replace('"knn1"', '"knn"'),
+            r"protocol\[0\].classifiers: unknown classifier 'knn'; did you mean 'knn1'",
+        ),
+        (
+            MINIMAL.replace('kind = "features"', 'kind = "feature"'),
+            r"'feature' is not allowed; did you mean 'features'",
+        ),
+        (
+            MINIMAL + "\n[classifer.knn1]\nx=1\n",
+            r"classifer: unknown table; did you mean 'classifier'",
+        ),
+        (
+            MINIMAL + "\n[classifier.svm-cubc]\nC=1\n",
+            r"classifier.svm-cubc: unknown classifier 'svm-cubc'; did you mean 'svm-cubic'",
+        ),
+        (
+            MINIMAL.replace('dataset = "synthetic"', 'dataset = "synthetc"'),
+            r"data.dataset: unknown dataset 'synthetc'; did you mean 'synthetic'",
+        ),
         (MINIMAL.replace("folds = 3", "folds = 3\nholdout = 0.2"), "features protocols use folds"),
         ("[suite\n", "not valid TOML"),
     ],

@@ -27,7 +27,8 @@ def tables(kind: str) -> Table:
     reg = get_registry()
     if kind == "backbones":
         t = Table(title="Backbones")
-        for col in ("name", "description", "plugin", "input", "feature dim", "weights"):
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "plugin", "input", "feature dim", "weights"):
             t.add_column(col)
         for name, s in reg.backbones.items():
             shown = f"{name}/<model>" if s.family else name
@@ -41,13 +42,15 @@ def tables(kind: str) -> Table:
             )
     elif kind == "classifiers":
         t = Table(title="Classifiers")
-        for col in ("name", "Table 1 label", "description", "plugin", "in paper"):
+        t.add_column("name", no_wrap=True)
+        for col in ("Table 1 label", "description", "plugin", "in paper"):
             t.add_column(col)
         for name, s in reg.classifiers.items():
             t.add_row(name, s.paper_label, s.description, s.plugin, "yes" if s.in_paper else "")
     elif kind == "datasets":
         t = Table(title="Datasets")
-        for col in ("name", "description", "plugin", "needs path"):
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "plugin", "needs path"):
             t.add_column(col)
         for name, s in reg.datasets.items():
             t.add_row(name, s.description, s.plugin, "yes" if s.needs_path else "no")
@@ -55,7 +58,8 @@ def tables(kind: str) -> Table:
         import tomllib
 
         t = Table(title="Shipped suites (leukobench run NAME)")
-        for col in ("name", "description", "file"):
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "file"):
             t.add_column(col)
         for name, path in sorted(builtin_suites().items()):
             try:
