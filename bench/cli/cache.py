@@ -1,0 +1,60 @@
+"""``leukobench cache info|clear``: inspect and empty the feature cache."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="feature cache: info, clear")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    info = actions.add_parser("info", help="entries and size, per backbone")
+    info.set_defaults(func=run_info)
+    clear = actions.add_parser("clear", help="delete cached features")
+    clear.add_argument("--backbone", help="only this backbone's features (e.g. alexnet)")
+    clear.set_defaults(func=run_clear)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.feature_cache import FeatureCache
+
+    info = FeatureCache(args.cache_dir).info()
+    table = Table(title=f"Feature cache: {info['root']}")
+    table.add_column("backbone")
+    table.add_column("entries", justify="right")
+    table.add_column("size", justify="right")
+    for name, slot in sorted(info["backbones"].items()):
+        table.add_row(name, str(slot["entries"]), _size(slot["bytes"]))
+    table.add_row(
+        "[bold]total[/]", f"[bold]{info['entries']}[/]", f"[bold]{_size(info['bytes'])}[/]"
+    )
+    Console().print(table)
+    return 0
+
+
+def run_clear(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bench.feature_cache import FeatureCache
+
+    n = FeatureCache(args.cache_dir).clear(args.backbone)
+    what = f"backbone {args.backbone!r}" if args.backbone else "all backbones"
+    Console().print(f"removed {n} cached feature vector(s) of {what}")
+    return 0

@@ -1,0 +1,501 @@
+"""Feature extraction: images -> backbone feature vectors, cached and fast.
+
+Pipeline per sample: decode + resize to the backbone's input size (once per
+source image and run, see :class:`DecodedImages`), optional mask, the
+sample's augmentation transform, normalisation, forward pass. Only samples
+whose features are missing from the :class:`FeatureCache` are decoded and
+computed; results are written to the cache batch by batch, so an interrupted
+run resumes where it stopped.
+
+Decoding runs in a background thread pool that prepares whole uint8 batches
+while the network computes the previous one. The batch goes to the network in
+NHWC memory order (``channels_last``), normalised in one fused step.
+On CUDA: bf16 autocast, pinned host memory, non-blocking copies, and JPEG
+files decoded on the GPU with ``torchvision.io.decode_jpeg(device="cuda")``
+in batches (other formats, masks and augmented copies go through the CPU
+path). The CUDA path is written carefully but has NOT been run on a GPU yet.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.backbone import Backbone
+from bench.data.decode import decode_resized
+from bench.data.imageset import Samples, Transform
+from bench.device import cpu_threads, resolve_device
+from bench.errors import BadImagesError, UserError
+from bench.feature_cache import FeatureCache, feature_key
+
+Rects = Sequence[Sequence[float]]
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_SENTINEL = object()
+
+
+@dataclass
+class ExtractionResult:
+    """Features aligned with the samples, and how they were obtained."""
+
+    features: np.ndarray
+    n_cached: int
+    n_computed: int
+    seconds: float
+    images_per_s: float
+    device: str
+    n_decoded: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class DecodedImages:
+    """In-run memo of decoded, resized uint8 source images.
+
+    Keyed by ``(size, interpolation, mask key)`` and the image content digest,
+    so a second backbone with the same input size, or every augmented copy of
+    an image, reuses one decode. Holds at most ``max_bytes`` (later images are
+    simply not memoised once full).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._store: dict[tuple[int, str, str], dict[str, np.ndarray]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.decodes = 0
+
+    def get(self, view: tuple[int, str, str], digest: str) -> np.ndarray | None:
+        with self._lock:
+            img = self._store.get(view, {}).get(digest)
+            if img is not None:
+                self.hits += 1
+            return img
+
+    def put(self, view: tuple[int, str, str], digest: str, img: np.ndarray) -> None:
+        with self._lock:
+            self.decodes += 1
+            slot = self._store.setdefault(view, {})
+            if digest in slot or self.nbytes + img.nbytes > self.max_bytes:
+                return
+            img.setflags(write=False)
+            slot[digest] = img
+            self.nbytes += img.nbytes
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._store.values())
+
+
+def _mask_fns(mask: Rects | None) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
+    if not mask:
+        return "", None
+    from bench.data.mask import apply_mask, mask_key
+
+    key = mask_key(mask)
+    return key, (lambda img: apply_mask(img, mask)) if key else None
+
+
+def _transform_fn() -> Callable[[np.ndarray, Transform], np.ndarray]:
+    def apply(img: np.ndarray, t: Transform) -> np.ndarray:
+        if t.kind == "identity":
+            return img
+        from bench.data.augment import apply_transform
+
+        return apply_transform(img, t)
+
+    return apply
+
+
+@dataclass
+class _Job:
+    """One source image and the missing samples (row, transform) derived from it."""
+
+    source: int
+    path: Path
+    digest: str
+    rows: list[tuple[int, Transform]]
+
+
+def default_batch_size(backbone: Backbone, device: str) -> int:
+    """A batch size that keeps the device busy without wasting memory."""
+    if device.startswith("cuda"):
+        return 256
+    return 32 if backbone.input_size <= 256 else 8
+
+
+def extract_features(
+    samples: Samples,
+    backbone: Backbone,
+    *,
+    digests: Sequence[str],
+    cache: FeatureCache | None,
+    mask: Rects | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    decoded: DecodedImages | None = None,
+    dtype: Any = np.float32,
+) -> ExtractionResult:
+    """Features ``(len(samples), backbone.feature_dim)`` for every sample.
+
+    ``digests[i]`` is the content SHA-256 of ``samples.imageset.paths[i]``.
+    """
+    t0 = time.perf_counter()
+    imageset = samples.imageset
+    if len(digests) != len(imageset):
+        raise ValueError(f"{len(digests)} digests for {len(imageset)} images")
+    dev = resolve_device(device)
+    n = len(samples)
+    mkey, mask_fn = _mask_fns(mask)
+    ident = backbone.cache_identity()
+    keys = [
+        feature_key(ident, t.key(), mkey, digests[int(s)])
+        for s, t in zip(samples.source, samples.transforms)
+    ]
+    features = np.empty((n, backbone.feature_dim), dtype=np.float32)
+    have = cache.get_many(dict.fromkeys(keys)) if cache is not None else {}
+    todo: dict[str, list[int]] = {}
+    for row, key in enumerate(keys):
+        if key in have:
+            features[row] = have[key]
+        else:
+            todo.setdefault(key, []).append(row)
+    n_cached = n - sum(len(r) for r in todo.values())
+    del have
+    jobs: dict[int, _Job] = {}
+    for rows in todo.values():
+        row = rows[0]
+        src = int(samples.source[row])
+        job = jobs.get(src)
+        if job is None:
+            job = jobs[src] = _Job(src, imageset.paths[src], digests[src], [])
+        job.rows.append((row, samples.transforms[row]))
+    stats: dict[str, Any] = {}
+    n_decoded = 0
+    if jobs:
+        runner = _Runner(
+            backbone,
+            dev,
+            batch_size or default_batch_size(backbone, dev),
+            workers,
+            mask_fn,
+            mkey,
+            decoded,
+        )
+        n_decoded = runner.run(
+            list(jobs.values()), keys, todo, features, cache, progress, backbone.name
+        )
+        stats = runner.stats
+    seconds = time.perf_counter() - t0
+    n_computed = len(todo)
+    rate = n_computed / stats["compute_seconds"] if stats.get("compute_seconds") else 0.0
+    return ExtractionResult(
+        features=features if np.dtype(dtype) == np.float32 else features.astype(dtype),
+        n_cached=n_cached,
+        n_computed=n_computed,
+        seconds=seconds,
+        images_per_s=rate,
+        device=dev,
+        n_decoded=n_decoded,
+        stats=stats,
+    )
+
+
+class _Runner:
+    """Runs the decode -> forward pipeline for the missing samples of one call."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        device: str,
+        batch_size: int,
+        workers: int | None,
+        mask_fn: Callable[[np.ndarray], np.ndarray] | None,
+        mkey: str,
+        decoded: DecodedImages | None,
+    ) -> None:
+        import torch
+
+        self.torch = torch
+        self.backbone = backbone
+        self.device = device
+        self.cuda = device.startswith("cuda")
+        if batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        default_workers = min(8, cpu_threads()) if self.cuda else 1
+        self.workers = max(1, int(workers or default_workers))
+        self.mask_fn = mask_fn
+        self.view = (backbone.input_size, backbone.interpolation, mkey)
+        self.decoded = decoded
+        self.transform = _transform_fn()
+        self.gpu_jpeg = self.cuda and mask_fn is None and _gpu_jpeg_available()
+        self.stats: dict[str, Any] = {}
+        self._n_decoded = 0
+        self._count_lock = threading.Lock()
+
+    # -- decoding (worker threads) ----------------------------------------
+    def _base_image(self, job: _Job) -> np.ndarray:
+        if self.decoded is not None:
+            img = self.decoded.get(self.view, job.digest)
+            if img is not None:
+                return img
+        try:
+            img = decode_resized(job.path, self.backbone.input_size, self.backbone.interpolation)
+        except (OSError, ValueError) as exc:
+            raise BadImagesError([(str(job.path), f"cannot decode: {exc}")]) from exc
+        if self.mask_fn is not None:
+            img = self.mask_fn(img)
+        with self._count_lock:
+            self._n_decoded += 1
+        if self.decoded is not None:
+            self.decoded.put(self.view, job.digest, img)
+        return img
+
+    def _prepare(self, job: _Job) -> list[tuple[int, Any]]:
+        """(row, HWC uint8 array | encoded JPEG bytes tensor) for each row of ``job``."""
+        if self.gpu_jpeg and all(t.kind == "identity" for _, t in job.rows):
+            memo = self.decoded.get(self.view, job.digest) if self.decoded else None
+            if memo is None:
+                data = job.path.read_bytes()
+                if data[:3] == _JPEG_MAGIC:
+                    enc = self.torch.frombuffer(bytearray(data), dtype=self.torch.uint8)
+                    return [(row, enc) for row, _ in job.rows]
+        base = self._base_image(job)
+        return [(row, self.transform(base, t)) for row, t in job.rows]
+
+    def _batches(self, jobs: list[_Job], out: queue.Queue, stop: threading.Event) -> None:
+        """Producer thread: decode ahead (bounded window) and emit whole batches."""
+        size = self.backbone.input_size
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="lb-decode") as pool:
+                window: collections.deque[Future] = collections.deque()
+                it = iter(jobs)
+                ahead = max(2 * self.batch_size, 4 * self.workers)
+                rows: list[int] = []
+                arrays: list[Any] = []
+                buf = np.empty((self.batch_size, size, size, 3), dtype=np.uint8)
+
+                def flush() -> None:
+                    nonlocal buf
+                    if not rows:
+                        return
+                    out.put((list(rows), buf[: len(rows)], list(arrays)))
+                    buf = np.empty((self.batch_size, size, size, 3), dtype=np.uint8)
+                    rows.clear()
+                    arrays.clear()
+
+                while True:
+                    while len(window) < ahead:
+                        job = next(it, None)
+                        if job is None:
+                            break
+                        window.append(pool.submit(self._prepare, job))
+                    if not window or stop.is_set():
+                        break
+                    for row, item in window.popleft().result():
+                        if isinstance(item, np.ndarray):
+                            buf[len(rows)] = item
+                            arrays.append(None)
+                        else:
+                            arrays.append(item)  # encoded JPEG, decoded on the GPU
+                        rows.append(row)
+                        if len(rows) == self.batch_size:
+                            flush()
+                flush()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and re-raised there
+            out.put(exc)
+        finally:
+            out.put(_SENTINEL)
+
+    # -- forward (main thread) ---------------------------------------------
+    def _model(self) -> Any:
+        torch = self.torch
+        model = self.backbone.extractor.eval()
+        if self.cuda or self.device == "mps":
+            model = model.to(self.device)
+        model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _to_input(self, batch: np.ndarray, encoded: list[Any]) -> Any:
+        torch = self.torch
+        mean = torch.tensor(self.backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2)  # NCHW view of NHWC = channels_last
+        if self.cuda or self.device == "mps":
+            if self.cuda:
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=True)
+            if any(e is not None for e in encoded):
+                x = self._gpu_decode_into(x, encoded)
+            mean, std = mean.to(self.device), std.to(self.device)
+        scale = 1.0 / (255.0 * std)
+        return torch.addcmul(-mean / std, x.float(), scale).contiguous(
+            memory_format=torch.channels_last
+        )
+
+    def _gpu_decode_into(self, x: Any, encoded: list[Any]) -> Any:
+        """Decode the batch's JPEGs on the GPU (nvjpeg, batched) and resize them in place."""
+        torch = self.torch
+        import torch.nn.functional as F
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        idx = [i for i, e in enumerate(encoded) if e is not None]
+        images = decode_jpeg([encoded[i] for i in idx], mode=ImageReadMode.RGB, device=self.device)
+        size = self.backbone.input_size
+        mode = self.backbone.interpolation
+        mode = mode if mode in ("bilinear", "bicubic", "nearest") else "bilinear"
+        x = x.clone()
+        for i, img in zip(idx, images):
+            if img.shape[-2:] != (size, size):
+                img = F.interpolate(
+                    img[None].float(),
+                    size=(size, size),
+                    mode=mode,
+                    antialias=mode != "nearest",
+                    align_corners=False if mode != "nearest" else None,
+                )[0]
+                img = img.round_().clamp_(0, 255).to(torch.uint8)
+            x[i] = img
+        return x
+
+    def run(
+        self,
+        jobs: list[_Job],
+        keys: list[str],
+        todo: dict[str, list[int]],
+        features: np.ndarray,
+        cache: FeatureCache | None,
+        progress: bool,
+        label: str,
+    ) -> int:
+        """Compute every missing row; returns how many source images were decoded."""
+        torch = self.torch
+        total = sum(len(j.rows) for j in jobs)
+        q: queue.Queue = queue.Queue(maxsize=3)
+        stop = threading.Event()
+        producer = threading.Thread(target=self._batches, args=(jobs, q, stop), daemon=True)
+        model = self._model()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+        )
+        wait = compute = 0.0
+        done = 0
+        t_start = time.perf_counter()
+        bar = _progress(progress, total, label)
+        producer.start()
+        try:
+            with bar as tracker, torch.inference_mode(), autocast:
+                while True:
+                    tw = time.perf_counter()
+                    item = q.get()
+                    wait += time.perf_counter() - tw
+                    if item is _SENTINEL:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    rows, batch, encoded = item
+                    tc = time.perf_counter()
+                    out = model(self._to_input(batch, encoded)).float()
+                    if self.cuda:
+                        out = out.to("cpu", non_blocking=False)
+                    vecs = out.numpy()
+                    compute += time.perf_counter() - tc
+                    features[rows] = vecs
+                    computed = {}
+                    for row, vec in zip(rows, vecs):
+                        key = keys[row]
+                        computed[key] = vec
+                        for dup in todo[key][1:]:
+                            features[dup] = vec
+                    if cache is not None:
+                        cache.put_many(computed, backbone=self.backbone.name)
+                    done += len(rows)
+                    tracker(done)
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    q.get(timeout=0.05)
+            producer.join()
+        elapsed = time.perf_counter() - t_start
+        self.stats = {
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "torch_threads": torch.get_num_threads(),
+            "gpu_jpeg": self.gpu_jpeg,
+            "wait_seconds": round(wait, 4),
+            "compute_seconds": round(elapsed, 4),
+            "forward_seconds": round(compute, 4),
+        }
+        return self._n_decoded
+
+
+def _gpu_jpeg_available() -> bool:
+    if os.environ.get("LEUKOBENCH_GPU_JPEG", "1") == "0":
+        return False
+    try:
+        from torchvision.io import decode_jpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Tracker:
+    def __init__(self, update: Callable[[int], None], ctx: Any) -> None:
+        self._update = update
+        self._ctx = ctx
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self._ctx is not None:
+            self._ctx.__enter__()
+        return self._update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+
+def _progress(enabled: bool, total: int, label: str) -> _Tracker:
+    """A rich progress bar with images/s, or a no-op."""
+    if not enabled:
+        return _Tracker(lambda done: None, None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    prog = Progress(
+        TextColumn("[bold]extract[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+    task = prog.add_task(label, total=total, rate="-")
+    t0 = time.perf_counter()
+
+    def update(done: int) -> None:
+        dt = time.perf_counter() - t0
+        prog.update(task, completed=done, rate=f"{done / dt:.1f}" if dt > 0 else "-")
+
+    return _Tracker(update, prog)

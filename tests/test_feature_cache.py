@@ -1,0 +1,117 @@
+"""Feature cache: round trip, atomic writes under interruption, corruption, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import feature_cache as fc
+from bench.feature_cache import CacheCorruptionWarning, FeatureCache, feature_key
+
+
+def _items(n: int, dim: int = 16, seed: int = 0, prefix: str = "k") -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        feature_key("ident", "id", "", f"{prefix}{i}"): rng.normal(size=dim).astype(np.float32)
+        for i in range(n)
+    }
+
+
+def test_put_get_round_trip(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(5)
+    half = {k: v.astype(np.float16) for k, v in _items(2, seed=1, prefix="h").items()}
+    cache.put_many(items, backbone="alexnet")
+    cache.put_many(half, backbone="timm/resnet18")
+    got = cache.get_many([*items, *half, "0" * 64])
+    assert set(got) == set(items) | set(half)
+    for k, v in {**items, **half}.items():
+        assert got[k].dtype == v.dtype and np.array_equal(got[k], v)
+    info = cache.info()
+    assert info["entries"] == 7 and info["bytes"] > 0
+    assert info["backbones"]["alexnet"]["entries"] == 5
+    assert info["backbones"]["timm/resnet18"]["entries"] == 2
+    assert cache.clear("alexnet") == 5
+    assert set(cache.get_many([*items, *half])) == set(half)
+    assert cache.clear() == 2 and cache.info()["entries"] == 0
+
+
+def test_default_root_follows_env(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "c"))
+    assert FeatureCache().dir == tmp_path / "c" / "features"
+
+
+def test_key_depends_on_every_part() -> None:
+    base = feature_key("a", "id", "", "d")
+    assert len(base) == 64
+    others = [
+        feature_key("b", "id", "", "d"),
+        feature_key("a", "shift:dx=1", "", "d"),
+        feature_key("a", "id", "mask[0,0,1,1]", "d"),
+        feature_key("a", "id", "", "e"),
+    ]
+    assert len({base, *others}) == 5
+
+
+def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(3)
+
+    def interrupted(src, dst):  # Ctrl-C between writing the temp file and renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fc.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put_many(items)
+    monkeypatch.undo()
+    assert cache.get_many(items) == {}
+    assert not [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
+    cache.put_many(items)  # the next run simply writes it
+    assert set(cache.get_many(items)) == set(items)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_corrupt_entry_is_reported_and_dropped(tmp_path: Path, damage: str) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(2)
+    cache.put_many(items)
+    bad, good = list(items)
+    path = cache._path(bad)
+    blob = bytearray(path.read_bytes())
+    if damage == "flip":
+        blob[-3] ^= 0xFF
+    elif damage == "truncate":
+        blob = blob[:-8]
+    else:
+        blob = bytearray(b"not a cache entry")
+    path.write_bytes(bytes(blob))
+    with pytest.warns(CacheCorruptionWarning, match="corrupt"):
+        got = cache.get_many(items)
+    assert set(got) == {good}
+    assert not path.exists() and cache.corrupt == [bad]
+
+
+def _writer(root: str, seed: int, n: int) -> int:
+    cache = FeatureCache(root)
+    shared = _items(n, dim=256)  # identical in both processes
+    own = _items(n, dim=256, seed=seed + 10, prefix=f"p{seed}-")
+    for _ in range(3):
+        cache.put_many(shared, backbone="shared")
+        cache.put_many(own, backbone=f"own{seed}")
+        cache.get_many(shared)
+    return len(cache.get_many({**shared, **own}))
+
+
+def test_two_concurrent_writers(tmp_path: Path) -> None:
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as pool:
+        counts = pool.starmap(_writer, [(str(tmp_path), 1, 150), (str(tmp_path), 2, 150)])
+    assert counts == [300, 300]
+    cache = FeatureCache(tmp_path)
+    shared = _items(150, dim=256)
+    got = cache.get_many(shared)
+    assert all(np.array_equal(got[k], v) for k, v in shared.items())
+    assert cache.info()["entries"] == 450 and not cache.corrupt

@@ -1,0 +1,237 @@
+"""Feature extraction: correctness, cache reuse, resume, decode reuse, masks, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.backbone import Backbone
+from bench.data.decode import decode_resized
+from bench.data.imageset import IDENTITY, ImageSet, Samples, Transform, file_digest
+from bench.errors import BadImagesError
+from bench.feature_cache import CacheCorruptionWarning, FeatureCache
+from bench.features import DecodedImages, extract_features
+
+
+def _write_images(folder: Path, n: int = 10, size: int = 48) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        cls = folder / ("healthy" if i % 2 else "leukemia")
+        cls.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+        path = cls / f"im{i:02d}.{'png' if i % 3 == 0 else 'jpg'}"
+        Image.fromarray(arr).save(path)
+        paths.append(path)
+    return paths
+
+
+def _imageset(paths: list[Path]) -> tuple[ImageSet, list[str]]:
+    labels = np.array([0 if p.parent.name == "healthy" else 1 for p in paths])
+    iset = ImageSet(
+        "tiny", tuple(paths), labels, ("healthy", "leukemia"), tuple(str(p) for p in paths)
+    )
+    return iset, [file_digest(p) for p in paths]
+
+
+def _tiny_backbone(name: str = "tiny", size: int = 32, seed: int = 0) -> Backbone:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+    ).eval()
+    return Backbone(
+        name=name,
+        input_size=size,
+        feature_dim=32,
+        extractor=net,
+        make_finetune=lambda k: None,
+        weights="none",
+        weights_digest=f"random:{seed}",
+        pretrained=False,
+    )
+
+
+def _reference(backbone: Backbone, img: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = (x - torch.tensor(backbone.mean).view(1, 3, 1, 1)) / torch.tensor(backbone.std).view(
+        1, 3, 1, 1
+    )
+    with torch.inference_mode():
+        return backbone.extractor(x)[0].numpy()
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    paths = _write_images(tmp_path / "data")
+    iset, digests = _imageset(paths)
+    return iset, digests, FeatureCache(tmp_path / "cache")
+
+
+def test_features_match_reference_and_cache_second_run(tiny) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    first = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, batch_size=4
+    )
+    assert first.features.shape == (10, 32) and first.features.dtype == np.float32
+    assert first.n_computed == 10 and first.n_cached == 0 and first.device == "cpu"
+    for i, path in enumerate(iset.paths):
+        want = _reference(bb, decode_resized(path, 32, bb.interpolation))
+        np.testing.assert_allclose(first.features[i], want, rtol=1e-5, atol=1e-5)
+    second = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, batch_size=4
+    )
+    assert second.n_computed == 0 and second.n_cached == 10 and second.n_decoded == 0
+    assert np.array_equal(first.features, second.features)
+    half = extract_features(
+        samples, bb, digests=digests, cache=None, progress=False, dtype=np.float16
+    )
+    assert half.features.dtype == np.float16 and half.n_computed == 10
+
+
+def test_alexnet_pipeline_matches_eager_fp32(tiny) -> None:
+    from bench.registry import get_registry
+
+    iset, digests, cache = tiny
+    bb = get_registry().build_backbone("alexnet", weights="none")
+    sub = iset.subset([0, 1, 2])
+    res = extract_features(
+        Samples.originals(sub), bb, digests=digests[:3], cache=cache, progress=False
+    )
+    for i, path in enumerate(sub.paths):
+        want = _reference(bb, decode_resized(path, 227, "bilinear"))
+        np.testing.assert_allclose(res.features[i], want, rtol=1e-4, atol=1e-4)
+
+
+def test_interrupted_run_resumes(tiny, monkeypatch) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    real_put = cache.put_many
+    calls = {"n": 0}
+
+    def put_then_interrupt(items, backbone=""):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real_put(items, backbone=backbone)
+
+    monkeypatch.setattr(cache, "put_many", put_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(samples, bb, digests=digests, cache=cache, progress=False, batch_size=4)
+    monkeypatch.undo()
+    resumed = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, batch_size=4
+    )
+    assert resumed.n_cached == 4 and resumed.n_computed == 6
+
+
+def test_augmented_copies_decode_each_source_once(tiny) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    flip = Transform(kind="flip", flip=True)
+    n = len(iset)
+    samples = Samples(
+        iset, np.concatenate([np.arange(n), np.arange(n)]), (IDENTITY,) * n + (flip,) * n
+    )
+    memo = DecodedImages()
+    res = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, decoded=memo, batch_size=3
+    )
+    assert res.n_computed == 2 * n and res.n_decoded == n
+    base = decode_resized(iset.paths[0], 32, "bilinear")
+    np.testing.assert_allclose(res.features[n], _reference(bb, base[:, ::-1].copy()), atol=1e-5)
+    assert not np.allclose(res.features[0], res.features[n])
+    # another backbone with the same input size reuses the decoded images
+    other = _tiny_backbone("tiny2", seed=1)
+    res2 = extract_features(
+        Samples.originals(iset), other, digests=digests, cache=cache, progress=False, decoded=memo
+    )
+    assert res2.n_computed == n and res2.n_decoded == 0 and memo.hits >= n
+
+
+def test_mask_changes_features_and_key(tiny) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    plain = extract_features(samples, bb, digests=digests, cache=cache, progress=False)
+    masked = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, mask=[[0.5, 0.5, 1.0, 1.0]]
+    )
+    assert masked.n_computed == len(iset)  # a different cache key
+    assert not np.allclose(plain.features, masked.features)
+    again = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, mask=[[0.5, 0.5, 1.0, 1.0]]
+    )
+    assert again.n_computed == 0
+
+
+def test_corrupt_entry_is_recomputed(tiny) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    first = extract_features(samples, bb, digests=digests, cache=cache, progress=False)
+    entry = next((cache.dir).rglob("*.f"))
+    blob = bytearray(entry.read_bytes())
+    blob[-1] ^= 0x55
+    entry.write_bytes(bytes(blob))
+    with pytest.warns(CacheCorruptionWarning):
+        again = extract_features(samples, bb, digests=digests, cache=cache, progress=False)
+    assert again.n_computed == 1 and np.allclose(again.features, first.features, atol=1e-6)
+
+
+def test_identical_files_computed_once(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "d", n=2)
+    dup = paths[0].with_name("copy" + paths[0].suffix)
+    dup.write_bytes(paths[0].read_bytes())
+    iset, digests = _imageset([*paths, dup])
+    res = extract_features(
+        Samples.originals(iset), _tiny_backbone(), digests=digests, cache=None, progress=False
+    )
+    assert res.n_computed == 2 and np.array_equal(res.features[0], res.features[2])
+
+
+def test_bad_image_is_user_error(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "d", n=2)
+    paths[1].write_bytes(b"not an image")
+    iset, digests = _imageset(paths)
+    with pytest.raises(BadImagesError, match="cannot decode"):
+        extract_features(
+            Samples.originals(iset), _tiny_backbone(), digests=digests, cache=None, progress=False
+        )
+
+
+def test_cli_extract_and_cache(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+    from bench.cli.extract import load_features
+
+    _write_images(tmp_path / "data", n=6)
+    out = tmp_path / "f.npz"
+    cache_dir = tmp_path / "cache"
+    args = ["extract", "--backbone", "timm/resnet18", "--weights", "none"]
+    args += ["--data", str(tmp_path / "data"), "--out", str(out), "--cache-dir", str(cache_dir)]
+    assert main([*args, "--no-progress"]) == 0
+    got = load_features(out)
+    assert got["features"].shape == (6, 512) and len(got["labels"]) == 6
+    assert list(got["classes"]) == ["healthy", "leukemia"] and len(got["digests"][0]) == 64
+    assert got["meta"]["backbone"]["pretrained"] is False
+    assert got["meta"]["extraction"]["n_computed"] == 6
+    assert main([*args, "--no-progress"]) == 0
+    assert load_features(out)["meta"]["extraction"]["n_cached"] == 6
+    capsys.readouterr()
+    assert main(["cache", "--cache-dir", str(cache_dir), "info"]) == 0
+    assert "timm/resnet18" in capsys.readouterr().out
+    assert (
+        main(["cache", "--cache-dir", str(cache_dir), "clear", "--backbone", "timm/resnet18"]) == 0
+    )
+    assert "removed 6" in capsys.readouterr().out
+    assert main(["extract", "--backbone", "alexnt", "--data", str(tmp_path / "data")]) == 2
+    assert "did you mean 'alexnet'" in capsys.readouterr().err
