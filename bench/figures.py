@@ -66,7 +66,7 @@ def metric_bars(
     lows = [m.estimate(k).low for m in ms for k in metrics]
     floor = min((v for v in lows if v is not None), default=0.5) * 100
     ax.set_ylim(max(0.0, floor - 10), 101)
-    ax.legend(fontsize=8, ncols=n_k, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     title = f"{(record.get('dataset') or {}).get('name', '?')} - {record.get('run_id', '')}"
     if any(m.leaky for m in ms):
         title += "\nred labels: LEAKY split (inflated)"
