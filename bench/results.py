@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -124,10 +125,19 @@ def new_run_id(suite_name: str, config_digest: str) -> str:
     return f"{stamp}-{suite_name}-{config_digest[:6]}"
 
 
+_FLAT_LIST = re.compile(r"\[\s*([^\[\]{}]*?)\s*\]")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """JSON with nested tables indented but lists of scalars on one line (readable, compact)."""
+    text = json.dumps(record, indent=1, default=_json_default)
+    return _FLAT_LIST.sub(lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
+
+
 def write_record(record: dict[str, Any], results_dir: Path) -> Path:
     """Write ``record`` as ``<results_dir>/<run_id>.json``; never overwrite (suffix -2, -3...)."""
     results_dir = Path(results_dir)
-    text = json.dumps(record, indent=1, default=_json_default)
+    text = dumps(record)
     stem = record["run_id"]
     for attempt in range(1, 1000):
         path = results_dir / (f"{stem}.json" if attempt == 1 else f"{stem}-{attempt}.json")
@@ -140,7 +150,7 @@ def write_record(record: dict[str, Any], results_dir: Path) -> Path:
 
 def update_record(record: dict[str, Any], path: Path) -> Path:
     """Rewrite the record at ``path`` (the same run, now further along)."""
-    text = json.dumps(record, indent=1, default=_json_default)
+    text = dumps(record)
     return atomic_write_text(path, text, overwrite=True)
 
 

@@ -8,6 +8,7 @@ interrupted run leaves a record marked ``incomplete`` with what finished.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class RunState:
     backbones: dict[str, Any] = field(default_factory=dict)
     samples: dict[tuple[bool, int], Samples] = field(default_factory=dict)
     features: dict[tuple[str, bool, int], np.ndarray] = field(default_factory=dict)
+    transforms: dict[str, list[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(
         default_factory=lambda: {"validate_s": 0.0, "extract_s": 0.0, "fit_s": 0.0, "train_s": 0.0}
     )
@@ -253,9 +255,19 @@ def _base_cell(
         "positive": imageset.positive,
         "samples": {
             "source": samples.source.tolist(),
-            "transform": [t.key() for t in samples.transforms],
+            "transforms": _transforms_ref(state, samples),
         },
     }
+
+
+def _transforms_ref(state: RunState, samples: Samples) -> str:
+    """Name of the sample transforms in the record's ``transforms`` table (stored once)."""
+    keys = [t.key() for t in samples.transforms]
+    if all(k == "id" for k in keys):
+        return "identity"
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+    state.transforms.setdefault(digest, keys)
+    return digest
 
 
 def _fold_records(preds: list[Any], n_classes: int, positive_index: int | None) -> list[dict]:
@@ -494,6 +506,7 @@ def run_suite(
 
 
 def _checkpoint(record: dict, state: RunState, started: float, path: Path) -> None:
+    record["transforms"] = state.transforms
     record["timings"] = {
         **{k: round(v, 3) for k, v in state.timings.items()},
         "total_s": round(time.perf_counter() - started, 3),
