@@ -1,0 +1,197 @@
+"""Model 1 protocol: classifiers on cached features under k-fold cross-validation.
+
+:func:`cross_validate` fits every (fold, classifier) pair and returns every
+test prediction. Pairs are independent and run on ``n_jobs`` threads
+(scikit-learn, libsvm, BLAS and xgboost release the GIL) with BLAS threads
+capped by threadpoolctl so the cores are not oversubscribed; each pair's
+result does not depend on scheduling, so a parallel run equals a serial one.
+
+Estimators exposing ``fit_predict_fold(fold, y_train)`` (see
+:mod:`bench.kernels`) reuse one Gram matrix across folds and classifiers;
+any other scikit-learn estimator goes through ``clone -> fit -> predict``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from threadpoolctl import threadpool_limits
+
+from bench.errors import UserError
+from bench.kernels import FoldKernels, FoldOutput, SharedGram
+
+
+@dataclass
+class FoldPrediction:
+    """One classifier's predictions on one fold's test rows.
+
+    ``score``: binary -> the positive class's score (probability when the
+    estimator has ``predict_proba``, else its decision value); multi-class ->
+    ``(n, k)`` probabilities, or None when the estimator has none.
+    """
+
+    fold: int
+    test_index: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    score: np.ndarray | None
+    fit_s: float
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready dict (docs/results.md ``folds`` entry, without metrics)."""
+        return {
+            "fold": self.fold,
+            "test_index": self.test_index.tolist(),
+            "y_true": self.y_true.tolist(),
+            "y_pred": self.y_pred.tolist(),
+            "score": None if self.score is None else self.score.tolist(),
+            "fit_s": self.fit_s,
+        }
+
+
+def _full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all ``n_classes`` labels (zeros for classes absent from training)."""
+    out = np.zeros((proba.shape[0], n_classes))
+    out[:, np.asarray(classes, dtype=int)] = proba
+    return out
+
+
+def _score(out: FoldOutput, n_classes: int, positive_index: int | None) -> np.ndarray | None:
+    """The stored score of a fold (see :class:`FoldPrediction`)."""
+    classes = np.asarray(out.classes)
+    if out.proba is not None:
+        full = _full_proba(np.asarray(out.proba, dtype=float), classes, n_classes)
+        return full[:, positive_index] if positive_index is not None else full
+    if positive_index is None or out.decision is None:
+        return None
+    decision = np.asarray(out.decision, dtype=float)
+    if decision.ndim != 1 or len(classes) != 2:
+        return None
+    # scikit-learn's binary decision value is positive for classes_[1].
+    return decision if classes[1] == positive_index else -decision
+
+
+def _generic(estimator: Any, X: np.ndarray, y: np.ndarray, train, test) -> FoldOutput:
+    """clone -> fit -> predict (+ predict_proba or decision_function)."""
+    est = clone(estimator)
+    est.fit(X[train], y[train])
+    x_test = X[test]
+    proba = decision = None
+    if hasattr(est, "predict_proba"):
+        proba = est.predict_proba(x_test)
+    elif hasattr(est, "decision_function"):
+        decision = est.decision_function(x_test)
+    return FoldOutput(
+        pred=est.predict(x_test), classes=est.classes_, proba=proba, decision=decision
+    )
+
+
+def fit_predict(
+    estimator: Any, X: np.ndarray, y: np.ndarray, train, test, fold: FoldKernels | None
+) -> FoldOutput:
+    """The estimator's fast path when it offers one, else the generic path."""
+    hook = getattr(estimator, "fit_predict_fold", None)
+    if fold is not None and callable(hook):
+        out = clone(estimator).fit_predict_fold(fold, y[train])
+        if out is not None:
+            return out
+    return _generic(estimator, X, y, train, test)
+
+
+def _check(X: np.ndarray, y: np.ndarray, folds) -> None:
+    if X.ndim != 2 or len(X) != len(y):
+        raise UserError(
+            f"features must be (n, d) with one label per row; got {X.shape} and {y.shape}"
+        )
+    for i, (train, test) in enumerate(folds):
+        if len(np.intersect1d(train, test)):
+            raise UserError(f"fold {i}: train and test indices overlap")
+
+
+def cross_validate(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    classifiers: dict[str, dict],
+    *,
+    positive_index: int | None,
+    n_jobs: int = 2,
+    registry: Any = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, list[FoldPrediction]]:
+    """Fit every classifier on every fold; return ``{name: [FoldPrediction per fold]}``.
+
+    ``classifiers`` maps registry names to their options; estimators come from
+    ``registry.build_classifier(name, **options)``. ``y`` holds class indices
+    0..k-1; ``positive_index`` picks the binary score's class (None for
+    multi-class). ``progress(name, fold)`` is called after each finished pair
+    (from worker threads).
+    """
+    if registry is None:
+        from bench.registry import get_registry
+
+        registry = get_registry()
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in folds]
+    _check(X, y, folds)
+    n_classes = int(max(y.max() + 1, 2 if positive_index is not None else 1))
+    estimators = {
+        name: registry.build_classifier(name, **opts) for name, opts in classifiers.items()
+    }
+    fast = any(callable(getattr(e, "fit_predict_fold", None)) for e in estimators.values())
+    shared = SharedGram(X) if fast else None
+    fold_views = [FoldKernels(shared, tr, te) if shared is not None else None for tr, te in folds]
+    remaining = [len(estimators)] * len(folds)
+    lock = threading.Lock()
+    n_jobs = max(1, int(n_jobs))
+    blas_threads = max(1, (os.cpu_count() or 1) // n_jobs)
+
+    def task(fi: int, name: str) -> FoldPrediction:
+        train, test = folds[fi]
+        t0 = time.perf_counter()
+        try:
+            out = fit_predict(estimators[name], X, y, train, test, fold_views[fi])
+        except UserError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"classifier {name!r} failed on fold {fi}: {exc}") from exc
+        fit_s = time.perf_counter() - t0
+        pred = FoldPrediction(
+            fold=fi,
+            test_index=test,
+            y_true=y[test],
+            y_pred=np.asarray(out.pred, dtype=np.int64),
+            score=_score(out, n_classes, positive_index),
+            fit_s=fit_s,
+        )
+        with lock:
+            remaining[fi] -= 1
+            if remaining[fi] == 0 and fold_views[fi] is not None:
+                fold_views[fi].release()
+        if progress is not None:
+            progress(name, fi)
+        return pred
+
+    jobs = [(fi, name) for fi in range(len(folds)) for name in estimators]
+    if n_jobs == 1:
+        results = [task(fi, name) for fi, name in jobs]
+    else:
+        # BLAS limits are process-wide: set them once, around all workers.
+        with (
+            threadpool_limits(limits=blas_threads, user_api="blas"),
+            ThreadPoolExecutor(max_workers=n_jobs) as pool,
+        ):
+            results = list(pool.map(lambda job: task(*job), jobs))
+    out: dict[str, list[FoldPrediction]] = {name: [] for name in estimators}
+    for (_, name), res in zip(jobs, results, strict=True):
+        out[name].append(res)
+    return out
