@@ -1,0 +1,205 @@
+"""Saved models and resumable training state -- never unpickling arbitrary objects.
+
+A *model file* is one ``.safetensors`` file: the tensors (a fine-tuned state
+dict, or a Model 1 pipeline's training features) plus a JSON metadata document
+stored in the safetensors header under the key ``"leukobench"`` (schema
+:data:`SCHEMA`). It holds everything needed to use the model: kind
+(``"finetune"`` or ``"features"``), class names, positive class, backbone name
+and options, preprocessing, training settings, metrics and dataset fingerprint.
+
+A *training state* file (``state.pt``, resume only) is written with
+``torch.save`` of plain containers and tensors and read back with
+``torch.load(weights_only=True)``.
+
+Every write goes to a temporary file that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import UserError
+
+SCHEMA = "leukobench.checkpoint/1"
+META_KEY = "leukobench"
+KINDS = ("finetune", "features")
+
+
+def _atomic_target(path: Path) -> tuple[int, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(
+        Path(path), (json.dumps(obj, indent=1, default=_json_default) + "\n").encode()
+    )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# -- model files ---------------------------------------------------------------
+def save_model_file(path: Path, tensors: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` + ``meta`` (JSON) as one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    if meta.get("kind") not in KINDS:
+        raise ValueError(f"checkpoint kind must be one of {KINDS}, got {meta.get('kind')!r}")
+    meta = {"schema": SCHEMA, **meta}
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    header = {META_KEY: json.dumps(meta, default=_json_default, sort_keys=True)}
+    path = Path(path)
+    atomic_write_bytes(path, save(flat, metadata=header))
+    return path
+
+
+def read_model_meta(path: Path) -> dict[str, Any]:
+    """Only the metadata of a model file (cheap: reads the header)."""
+    return _open_model(Path(path), tensors=False)[1]
+
+
+def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, meta)`` of a model file; :class:`UserError` if missing, corrupt or foreign."""
+    return _open_model(Path(path), tensors=True)
+
+
+def _open_model(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise UserError(f"model file {path} not found")
+    hint = "re-train or point --model at a .safetensors file written by leukobench"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise UserError(
+            f"model file {path} is corrupt or truncated, or not a safetensors file ({exc}); {hint}"
+        ) from exc
+    if META_KEY not in header:
+        raise UserError(f"model file {path} is not a LeukoBench checkpoint (no metadata); {hint}")
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise UserError(f"model file {path} has unreadable LeukoBench metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        got = meta.get("schema") if isinstance(meta, dict) else None
+        raise UserError(f"model file {path} has schema {got!r}; this LeukoBench reads {SCHEMA!r}")
+    if meta.get("kind") not in KINDS:
+        raise UserError(f"model file {path} has unknown kind {meta.get('kind')!r}")
+    return out, meta
+
+
+# -- Model 1 pipelines -----------------------------------------------------------
+def save_feature_pipeline(
+    path: Path,
+    backbone_name: str,
+    backbone_options: dict[str, Any],
+    classifier_name: str,
+    classifier_options: dict[str, Any],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    classes: list[str] | tuple[str, ...],
+    positive: str | None,
+    preprocessing: dict[str, Any],
+    *,
+    backbone_info: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    dataset_fingerprint: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a Model 1 pipeline (backbone features + classifier) without pickling it.
+
+    The training features ``X_train`` (N, D) and labels ``y_train`` are stored as
+    tensors; at load time the backbone is rebuilt from the registry with
+    ``backbone_options`` (its ``weights_digest`` must match
+    ``backbone_info["weights_digest"]`` when given) and the classifier
+    ``classifier_name(**classifier_options)`` is refitted on them -- so the
+    classifier must be deterministic (fix ``random_state`` in its options).
+    ``preprocessing`` is the backbone's ``preprocessing()`` dict, plus ``mask``
+    (the rectangles blanked before the network) when one was used.
+    """
+    X = np.ascontiguousarray(np.asarray(X_train, dtype=np.float32))
+    y = np.asarray(y_train, dtype=np.int64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X_train must be (N, D) with N == len(y_train); got {X.shape}, {y.shape}")
+    meta = {
+        "kind": "features",
+        "classes": list(classes),
+        "positive": positive,
+        "backbone": {
+            "name": backbone_name,
+            "options": dict(backbone_options),
+            "info": backbone_info or {},
+        },
+        "classifier": {"name": classifier_name, "options": dict(classifier_options)},
+        "preprocessing": dict(preprocessing),
+        "metrics": metrics or {},
+        "dataset_fingerprint": dataset_fingerprint,
+        "n_train": len(y),
+        "torch": torch.__version__,
+        **(extra or {}),
+    }
+    tensors = {"X_train": torch.from_numpy(X), "y_train": torch.from_numpy(y)}
+    return save_model_file(Path(path), tensors, meta)
+
+
+# -- training state (resume) ----------------------------------------------------------
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a resumable training state (tensors and plain containers only), atomically."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a state written by :func:`save_training_state` (``weights_only=True``)."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise UserError(
+            f"training state {path} is corrupt or not a LeukoBench state ({exc}); "
+            "delete it to start this fold afresh"
+        ) from exc
+    if not isinstance(state, dict) or state.get("schema") != SCHEMA:
+        raise UserError(
+            f"training state {path} is not a LeukoBench {SCHEMA} state; delete it to start afresh"
+        )
+    return state
