@@ -3,7 +3,7 @@
 :func:`cross_validate` fits every (fold, classifier) pair and returns every
 test prediction. Pairs are independent and run on ``n_jobs`` threads
 (scikit-learn, libsvm, BLAS and xgboost release the GIL) with BLAS threads
-capped by threadpoolctl so the cores are not oversubscribed; each pair's
+capped at one per task by threadpoolctl so the cores are not oversubscribed; each pair's
 result does not depend on scheduling, so a parallel run equals a serial one.
 
 Estimators exposing ``fit_predict_fold(fold, y_train)`` (see
@@ -13,7 +13,6 @@ any other scikit-learn estimator goes through ``clone -> fit -> predict``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -153,7 +152,6 @@ def cross_validate(
     remaining = [len(estimators)] * len(folds)
     lock = threading.Lock()
     n_jobs = max(1, int(n_jobs))
-    blas_threads = max(1, (os.cpu_count() or 1) // n_jobs)
 
     def task(fi: int, name: str) -> FoldPrediction:
         train, test = folds[fi]
@@ -182,15 +180,15 @@ def cross_validate(
         return pred
 
     jobs = [(fi, name) for fi in range(len(folds)) for name in estimators]
-    if n_jobs == 1:
-        results = [task(fi, name) for fi, name in jobs]
-    else:
-        # BLAS limits are process-wide: set them once, around all workers.
-        with (
-            threadpool_limits(limits=blas_threads, user_api="blas"),
-            ThreadPoolExecutor(max_workers=n_jobs) as pool,
-        ):
-            results = list(pool.map(lambda job: task(*job), jobs))
+    # One BLAS thread per task, whatever n_jobs: BLAS results can depend on its
+    # thread count, and this keeps a parallel run bit-identical to a serial one.
+    # (The limit is process-wide, so it is set once, around all workers.)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_jobs == 1:
+            results = [task(fi, name) for fi, name in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                results = list(pool.map(lambda job: task(*job), jobs))
     out: dict[str, list[FoldPrediction]] = {name: [] for name in estimators}
     for (_, name), res in zip(jobs, results, strict=True):
         out[name].append(res)
