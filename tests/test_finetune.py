@@ -352,6 +352,7 @@ def _cnmc_imageset(root: Path) -> ImageSet:
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_efficientnet_lite0_finetunes_on_cnmc_mini_grouped_by_patient(dataset_dir, tmp_path):
+    from bench.data.splits import make_holdout
     from bench.registry import get_registry
 
     try:
@@ -361,7 +362,7 @@ def test_efficientnet_lite0_finetunes_on_cnmc_mini_grouped_by_patient(dataset_di
     imageset = _cnmc_imageset(dataset_dir("cnmc2019_mini"))
     samples = Samples.originals(imageset)
     groups = np.asarray(imageset.groups, dtype=object)
-    train, test = carve_validation(np.arange(len(imageset)), groups, imageset.labels, 0.2, seed=0)
+    train, test = make_holdout(imageset.labels, groups, test_size=0.2, seed=0)
     assert not set(groups[train]) & set(groups[test])
     settings = FinetuneSettings.from_options(
         {"epochs": 1, "batch_size": 8, "lr": 3e-3, "optimizer": "adamw"}
