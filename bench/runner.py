@@ -56,6 +56,7 @@ class RunState:
     device: str
     cache: Any
     decoded: Any
+    results_dir: Path = Path("results")
     backbones: dict[str, Any] = field(default_factory=dict)
     samples: dict[tuple[bool, int], Samples] = field(default_factory=dict)
     features: dict[tuple[str, bool, int], np.ndarray] = field(default_factory=dict)
@@ -343,21 +344,23 @@ def _save_feature_pipelines(
     from bench.checkpoint import save_feature_pipeline
 
     imageset = state.data.imageset
-    out_dir = Path(state.suite.config["suite"]["results_dir"]) / "models" / state.suite.name
+    out_dir = state.results_dir / "models" / state.suite.name
     for name, options in classifiers.items():
         path = out_dir / f"{backbone_name.replace('/', '_')}-{name}.lbmodel"
+        backbone = backbone_for(state, backbone_name)
         save_feature_pipeline(
             path,
-            backbone_name=backbone_name,
-            backbone_options=state.suite.backbone_options(backbone_name),
-            classifier_name=name,
-            classifier_options=options,
-            X_train=X,
-            y_train=samples.labels,
-            classes=list(imageset.classes),
-            positive=imageset.positive,
-            mask=state.mask,
-            fingerprint=state.data.fingerprint,
+            backbone_name,
+            state.suite.backbone_options(backbone_name),
+            name,
+            options,
+            X,
+            samples.labels,
+            list(imageset.classes),
+            imageset.positive,
+            {**backbone.preprocessing(), "mask": state.mask},
+            backbone_info=backbone.describe(),
+            dataset_fingerprint=state.data.fingerprint,
         )
         state.console.print(f"[dim]saved {path}[/dim]")
 
@@ -387,6 +390,9 @@ def run_finetune_cell(state: RunState, index: int, proto: dict, cell: Cell) -> d
         seed=cell.seed,
         progress=state.progress,
         positive_index=imageset.positive_index,
+        backbone_name=cell.backbone,
+        backbone_options=state.suite.backbone_options(cell.backbone),
+        dataset_fingerprint=state.data.fingerprint,
     )
     state.timings["train_s"] += time.perf_counter() - started
     rec["folds"] = _fold_records(results, n_classes, imageset.positive_index)
@@ -394,14 +400,40 @@ def run_finetune_cell(state: RunState, index: int, proto: dict, cell: Cell) -> d
         results, n_classes=n_classes, positive_index=imageset.positive_index, seed=cell.seed
     )
     rec["training"] = {
-        "settings": settings.to_dict(),
+        "settings": settings.as_dict(),
         "history": list(results[0].history),
         "fold_histories": [list(r.history) for r in results],
-        "checkpoints": [str(getattr(r, "best_checkpoint", "") or "") for r in results],
-        "images_per_s": [float(getattr(r, "images_per_s", 0.0)) for r in results],
+        "val_histories": [list(r.val_history) for r in results],
+        "selected": [r.selected for r in results],
+        "epochs_run": [r.epochs_run for r in results],
+        "images_per_s": [round(float(r.images_per_s), 2) for r in results],
+        "checkpoints": [str(r.best_path) for r in results],
     }
+    if proto["save_model"]:
+        rec["training"]["saved_models"] = _save_finetuned(state, cell, results)
     rec["status"] = "complete"
     return rec
+
+
+def _save_finetuned(state: RunState, cell: Cell, results: list) -> list[str]:
+    """Copy each fold's selected checkpoint next to the results, for ``leukobench predict``."""
+    import shutil
+
+    out_dir = state.results_dir / "models" / state.suite.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for r in results:
+        src = Path(r.best_path if r.selected == "best" else r.last_path)
+        dst = (
+            out_dir
+            / f"{cell.backbone.replace('/', '_')}-finetune-seed{cell.seed}-fold{r.fold}.safetensors"
+        )
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+        saved.append(str(dst))
+        state.console.print(f"[dim]saved {dst}[/dim]")
+    return saved
 
 
 # -- the run --------------------------------------------------------------------
@@ -483,6 +515,7 @@ def run_suite(
     state.timings["validate_s"] = validate_s
     record = new_record(suite, data, device)
     out_dir = Path(results_dir or suite.config["suite"]["results_dir"])
+    state.results_dir = out_dir
     path = write_record(record, out_dir)
     console.print(f"[dim]result record: {path}[/dim]")
 
