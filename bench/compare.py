@@ -18,7 +18,14 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.render import Table
-from bench.report import METRIC_NAMES, Estimate, cell_estimate, is_leaky, split_label
+from bench.report import (
+    METRIC_NAMES,
+    Estimate,
+    cell_estimate,
+    is_complete,
+    is_leaky,
+    split_label,
+)
 
 REGRESSIONS = ("DROP", "CI-DROP", "FAILED")
 
@@ -86,10 +93,6 @@ def _label(cell: dict[str, Any]) -> str:
     )
 
 
-def _complete(cell: dict[str, Any]) -> bool:
-    return cell.get("status", "complete") == "complete" and bool(cell.get("folds"))
-
-
 def match_cells(
     baseline: dict[str, Any], candidate: dict[str, Any]
 ) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
@@ -139,14 +142,14 @@ def compare_records(
     for b, c in pairs:
         key = str(b.get("id") or _key(b))
         leaky = is_leaky(b) or is_leaky(c)
-        if not _complete(b):
-            status = "failed-both" if not _complete(c) else "ok"
+        if not is_complete(b):
+            status = "failed-both" if not is_complete(c) else "ok"
             eb = None
-            ec = cell_estimate(c, metric) if _complete(c) else None
+            ec = cell_estimate(c, metric) if is_complete(c) else None
             out.diffs.append(CellDiff(key, _label(b), eb, ec, status, leaky))
             continue
         eb = cell_estimate(b, metric)
-        if not _complete(c):
+        if not is_complete(c):
             out.diffs.append(CellDiff(key, _label(b), eb, None, "FAILED", leaky))
             continue
         ec = cell_estimate(c, metric)
@@ -154,12 +157,12 @@ def compare_records(
             CellDiff(key, _label(b), eb, ec, _status(eb, ec, tolerance, use_ci), leaky)
         )
     for b in only_base:
-        est = cell_estimate(b, metric) if _complete(b) else None
+        est = cell_estimate(b, metric) if is_complete(b) else None
         out.diffs.append(
             CellDiff(str(b.get("id")), _label(b), est, None, "only-baseline", is_leaky(b))
         )
     for c in only_cand:
-        est = cell_estimate(c, metric) if _complete(c) else None
+        est = cell_estimate(c, metric) if is_complete(c) else None
         out.diffs.append(
             CellDiff(str(c.get("id")), _label(c), None, est, "only-candidate", is_leaky(c))
         )

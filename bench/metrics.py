@@ -236,7 +236,8 @@ def fold_metrics(
     ]
 
 
-def _wilson_counts(c: np.ndarray, positive_index: int | None) -> dict[str, tuple[int, int]]:
+def wilson_counts(c: np.ndarray, positive_index: int | None) -> dict[str, tuple[int, int]]:
+    """``{metric: (successes, trials)}`` of the proportions that get a Wilson interval."""
     counts = {"accuracy": (int(np.trace(c)), int(c.sum()))}
     if positive_index is not None:
         neg = 1 - positive_index
@@ -282,7 +283,7 @@ def summarize(
     std = np.where(finite > 1, std, np.nan)
     c = confusion_matrix(y_true, y_pred, n_classes)
     ci: dict[str, list[float]] = {}
-    wilson = _wilson_counts(c, positive_index)
+    wilson = wilson_counts(c, positive_index)
     boot = _bootstrap(y_true, y_pred, score, n_classes, positive_index, seed, n_boot)
     for key in keys:
         if key in wilson:

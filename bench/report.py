@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from bench.errors import UserError
+from bench.metrics import compute_metrics, confusion_matrix, wilson_counts
+from bench.metrics import per_class_table as metrics_per_class_table
 from bench.render import Table
+from bench.stats import wilson_interval
 
 PAPER_METRICS = ("precision", "recall", "accuracy", "specificity")
 EXTRA_METRICS = ("f1", "mcc", "roc_auc", "balanced_accuracy")
@@ -71,13 +74,7 @@ class Estimate:
 
 def wilson(successes: float, n: float) -> tuple[float, float]:
     """Wilson score 95% interval for a proportion (0/0 -> (nan, nan))."""
-    from bench.stats import wilson_interval
-
     return wilson_interval(successes, n)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan
 
 
 def pooled_predictions(cell: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
@@ -93,82 +90,68 @@ def pooled_predictions(cell: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, li
     return np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int), scores
 
 
+def _n_classes(cell: dict[str, Any]) -> int:
+    return max(len(cell.get("classes") or []), 2)
+
+
+def _positive_index(cell: dict[str, Any]) -> int | None:
+    """Index of the positive class of a binary cell (default 1); None for multi-class."""
+    classes = list(cell.get("classes") or [])
+    if _n_classes(cell) != 2:
+        return None
+    return classes.index(cell["positive"]) if cell.get("positive") in classes else 1
+
+
 def confusion(cell: dict[str, Any]) -> np.ndarray:
     """Pooled confusion matrix (rows true, columns predicted), from stored or recomputed."""
     stored = (cell.get("metrics") or {}).get("confusion")
     if stored:
         return np.asarray(stored, dtype=int)
-    k = len(cell.get("classes") or []) or 2
     y_true, y_pred, _ = pooled_predictions(cell)
-    cm = np.zeros((k, k), dtype=int)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
+    return confusion_matrix(y_true, y_pred, len(cell.get("classes") or []) or 2)
 
 
 def recompute_metrics(cell: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Pooled metrics and Wilson CIs from a cell's stored predictions.
+    """Pooled metrics (:func:`bench.metrics.compute_metrics`) and Wilson CIs from a cell's
+    stored predictions.
 
-    Binary: positive class from ``cell["positive"]``. Multi-class: macro averages.
+    Binary: positive class from ``cell["positive"]``. Multi-class: macro averages, also
+    under the plain names (``precision`` = ``precision_macro``) plus macro specificity.
     """
     y_true, y_pred, scores = pooled_predictions(cell)
-    classes = list(cell.get("classes") or [])
-    k = max(len(classes), 2)
-    cm = np.zeros((k, k), dtype=int)
-    np.add.at(cm, (y_true, y_pred), 1)
-    n = int(cm.sum())
-    correct = int(np.trace(cm))
-    pooled: dict[str, float] = {"accuracy": _ratio(correct, n)}
-    ci: dict[str, list[float]] = {"accuracy": list(wilson(correct, n))}
-    if k == 2:
-        pos = classes.index(cell["positive"]) if cell.get("positive") in classes else 1
-        neg = 1 - pos
-        tp, fn = cm[pos, pos], cm[pos, neg]
-        fp, tn = cm[neg, pos], cm[neg, neg]
-        pooled["precision"] = _ratio(tp, tp + fp)
-        pooled["recall"] = _ratio(tp, tp + fn)
-        pooled["specificity"] = _ratio(tn, tn + fp)
-        pooled["f1"] = _ratio(2 * tp, 2 * tp + fp + fn)
-        pooled["balanced_accuracy"] = (pooled["recall"] + pooled["specificity"]) / 2
-        ci["precision"] = list(wilson(tp, tp + fp))
-        ci["recall"] = list(wilson(tp, tp + fn))
-        ci["specificity"] = list(wilson(tn, tn + fp))
-        denom = math.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
-        pooled["mcc"] = float((tp * tn - fp * fn) / denom) if denom else 0.0
-        if scores and all(isinstance(s, int | float) for s in scores):
-            from sklearn.metrics import roc_auc_score
-
-            if len(set(y_true.tolist())) == 2:
-                pooled["roc_auc"] = float(roc_auc_score(y_true == pos, np.asarray(scores)))
-    else:
+    k, pos = _n_classes(cell), _positive_index(cell)
+    score = None if not scores or any(s is None for s in scores) else np.asarray(scores, float)
+    pooled = compute_metrics(y_true, y_pred, score, n_classes=k, positive_index=pos)
+    cm = confusion_matrix(y_true, y_pred, k)
+    ci = {name: list(wilson(*counts)) for name, counts in wilson_counts(cm, pos).items()}
+    if pos is None:
+        for name, macro in MACRO_ALIASES.items():
+            pooled[name] = pooled[macro]
         per = per_class_counts(cm)
-        for name in ("precision", "recall", "specificity", "f1"):
-            pooled[name] = float(np.nanmean([row[name] for row in per]))
-        pooled["balanced_accuracy"] = pooled["recall"]
+        pooled["specificity"] = float(np.nanmean([row["specificity"] for row in per]))
     return pooled, ci
 
 
-def per_class_counts(cm: np.ndarray) -> list[dict[str, float]]:
+def _one_vs_rest(cm: np.ndarray, i: int) -> np.ndarray:
+    """2x2 confusion matrix of class ``i`` (index 1) against all others (index 0)."""
+    tp = cm[i, i]
+    fn = cm[i].sum() - tp
+    fp = cm[:, i].sum() - tp
+    tn = cm.sum() - tp - fn - fp
+    return np.array([[tn, fp], [fn, tp]])
+
+
+def per_class_counts(cm: np.ndarray) -> list[dict[str, Any]]:
     """One-vs-rest precision/recall/specificity/f1 (+ Wilson CI, support) per class."""
-    total = cm.sum()
+    table = metrics_per_class_table(cm)
     out = []
     for i in range(cm.shape[0]):
-        tp = cm[i, i]
-        fn = cm[i].sum() - tp
-        fp = cm[:, i].sum() - tp
-        tn = total - tp - fn - fp
-        out.append(
-            {
-                "precision": _ratio(tp, tp + fp),
-                "recall": _ratio(tp, tp + fn),
-                "specificity": _ratio(tn, tn + fp),
-                "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-                "precision_ci": wilson(tp, tp + fp),
-                "recall_ci": wilson(tp, tp + fn),
-                "specificity_ci": wilson(tn, tn + fp),
-                "f1_ci": (None, None),
-                "support": int(tp + fn),
-            }
-        )
+        row: dict[str, Any] = dict(table[str(i)])
+        counts = wilson_counts(_one_vs_rest(cm, i), 1)
+        for name in ("precision", "recall", "specificity"):
+            row[f"{name}_ci"] = wilson(*counts[name])
+        row["f1_ci"] = (None, None)
+        out.append(row)
     return out
 
 
@@ -225,6 +208,11 @@ def split_label(split: dict[str, Any] | None) -> str:
 def is_leaky(cell: dict[str, Any]) -> bool:
     split = cell.get("split") or {}
     return bool(split.get("leaky")) or split.get("kind") == "paper-leaky"
+
+
+def is_complete(cell: dict[str, Any]) -> bool:
+    """A cell that finished and stored its fold predictions."""
+    return cell.get("status", "complete") == "complete" and bool(cell.get("folds"))
 
 
 def is_pretrained(cell: dict[str, Any]) -> bool:
@@ -289,7 +277,7 @@ def methods(record: dict[str, Any]) -> list[Method]:
     """Complete cells grouped into methods: Model 1 rows first, then Model 2, in record order."""
     found: dict[tuple, Method] = {}
     for cell in record.get("cells") or []:
-        if cell.get("status", "complete") != "complete" or not cell.get("folds"):
+        if not is_complete(cell):
             continue
         split = cell.get("split") or {}
         key = (
