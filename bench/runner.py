@@ -393,6 +393,8 @@ def run_finetune_cell(state: RunState, index: int, proto: dict, cell: Cell) -> d
         backbone_name=cell.backbone,
         backbone_options=state.suite.backbone_options(cell.backbone),
         dataset_fingerprint=state.data.fingerprint,
+        decoded=state.decoded,
+        digests=state.data.digests,
     )
     state.timings["train_s"] += time.perf_counter() - started
     rec["folds"] = _fold_records(results, n_classes, imageset.positive_index)

@@ -314,6 +314,50 @@ def test_bad_image_is_reported_before_training(tmp_path):
         )
 
 
+def test_unknown_device_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="finetune: setting 'device'.*unknown device 'tpu'"):
+        run_tiny(tmp_path, device="tpu")
+
+
+def test_shared_decode_memo_is_filled_then_reused(tmp_path, monkeypatch):
+    import hashlib
+
+    from bench.data import decode
+    from bench.features import DecodedImages
+
+    samples = tiny_samples()
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in samples.imageset.paths]
+    memo = DecodedImages()
+    calls = []
+    real = decode.decode_resized
+
+    def counting(*args: object, **kwargs: object) -> np.ndarray:
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode, "decode_resized", counting)
+
+    def run(workdir: Path) -> list:
+        return finetune_cv(
+            samples,
+            tiny_backbone,
+            simple_splits(len(samples), 3)[:1],
+            FinetuneSettings.from_options({**FAST, "epochs": 1}),
+            workdir=workdir,
+            progress=False,
+            decoded=memo,
+            digests=digests,
+        )
+
+    first = run(tmp_path / "a")
+    assert len(calls) == len(samples) and len(memo) == len(samples)
+    second = run(tmp_path / "b")
+    assert len(calls) == len(samples) and memo.hits == len(samples)
+    assert second[0].history == first[0].history
+    plain = run_tiny(tmp_path / "c", epochs=1)  # no memo: same training
+    assert plain[0].history == first[0].history
+
+
 def test_onthefly_augmentation_is_seeded(tmp_path):
     pytest.importorskip("bench.data.augment")
     a = run_tiny(tmp_path / "a", augmentation="onthefly")[0]

@@ -37,7 +37,9 @@ from bench.checkpoint import (
     save_training_state,
 )
 from bench.data.imageset import Samples, Transform
+from bench.device import resolve_device
 from bench.errors import BadImagesError, UserError
+from bench.features import DecodedImages, _mask_fns
 from bench.registry import suggest
 
 OPTIMIZERS = ("sgdm", "sgd", "adam", "adamw")
@@ -196,19 +198,6 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"finetune: setting 'device' = {name!r} is not a torch device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("finetune: device 'cuda' requested but CUDA is not available")
-    return dev
-
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt (main thread only), so kills end cleanly."""
@@ -241,9 +230,24 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=warn_before)
 
 
+def _torch_device(name: str) -> torch.device:
+    """The ``device`` setting resolved by :func:`bench.device.resolve_device`."""
+    try:
+        return torch.device(resolve_device(name))
+    except UserError as exc:
+        raise UserError(f"finetune: setting 'device': {exc}") from None
+    except RuntimeError as exc:
+        raise UserError(f"finetune: setting 'device' = {name!r} is not a torch device") from exc
+
+
 # -- images in memory ------------------------------------------------------------------
 class ImageBank:
-    """Every needed source image decoded once (uint8 HWC), masked, then transformed per sample."""
+    """Every needed source image decoded once (uint8 HWC), masked, then transformed per sample.
+
+    With ``decoded`` and ``digests`` (content digest per image of the image set),
+    decodes go through that in-run memo (:class:`bench.features.DecodedImages`),
+    shared with feature extraction and other fine-tuning cells of the same view.
+    """
 
     def __init__(
         self,
@@ -254,25 +258,34 @@ class ImageBank:
         mean: Sequence[float],
         std: Sequence[float],
         mask: Any = None,
+        *,
+        decoded: DecodedImages | None = None,
+        digests: Sequence[str] | None = None,
     ) -> None:
-        from bench.data.decode import decode_resized
+        from bench.data import decode
 
         self.samples = samples
         self.size = size
         self.images: dict[int, np.ndarray] = {}
+        memo = decoded if digests is not None else None
+        mkey, mask_fn = _mask_fns(mask)
+        view = (size, interpolation, mkey)
         problems: list[tuple[str, str]] = []
         for src in sorted({int(s) for s in sources}):
-            path = samples.imageset.paths[src]
-            try:
-                img = decode_resized(path, size, interpolation)
-            except Exception as exc:  # noqa: BLE001 - Pillow raises many types
-                problems.append((str(path), f"{type(exc).__name__}: {exc}"))
-                continue
-            if mask:
-                from bench.data.mask import apply_mask
-
-                img = apply_mask(img, mask)
-            self.images[src] = np.ascontiguousarray(img)
+            img = memo.get(view, digests[src]) if memo is not None else None
+            if img is None:
+                path = samples.imageset.paths[src]
+                try:
+                    img = decode.decode_resized(path, size, interpolation)
+                except Exception as exc:  # noqa: BLE001 - Pillow raises many types
+                    problems.append((str(path), f"{type(exc).__name__}: {exc}"))
+                    continue
+                if mask_fn is not None:
+                    img = mask_fn(img)
+                img = np.ascontiguousarray(img)
+                if memo is not None:
+                    memo.put(view, digests[src], img)
+            self.images[src] = img
         if problems:
             raise BadImagesError(problems, hint="fix or remove them (or run with --skip-bad)")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
@@ -422,20 +435,27 @@ def finetune_cv(
     backbone_name: str | None = None,
     backbone_options: dict[str, Any] | None = None,
     dataset_fingerprint: str | None = None,
+    decoded: DecodedImages | None = None,
+    digests: Sequence[str] | None = None,
 ) -> list[FinetuneFoldResult]:
     """Fine-tune on each ``(train_idx, test_idx)`` split of ``samples``; resumable in ``workdir``.
 
     ``backbone_name``/``backbone_options`` are what the registry needs to rebuild
     the architecture at predict time (defaults: ``backbone.name`` and ``{}``).
     ``mask`` (rectangles for :func:`bench.data.mask.apply_mask`) is applied to
-    every decoded source image, training and test. Returns one result per split.
+    every decoded source image, training and test. With ``decoded`` (the run's
+    :class:`bench.features.DecodedImages`) and ``digests`` (content digest of each
+    image of ``samples.imageset``), decoded images are shared through that memo.
+    Returns one result per split.
     """
     settings.validate()
     backbone = backbone_factory if isinstance(backbone_factory, Backbone) else backbone_factory()
-    device = resolve_device(settings.device)
+    device = _torch_device(settings.device)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     imageset = samples.imageset
+    if digests is not None and len(digests) != len(imageset):
+        raise ValueError(f"{len(digests)} digests for {len(imageset)} images")
     if positive_index is None:
         positive_index = imageset.positive_index
     needed = np.unique(
@@ -449,6 +469,8 @@ def finetune_cv(
         backbone.mean,
         backbone.std,
         mask=mask,
+        decoded=decoded,
+        digests=digests,
     )
     common = {
         "schema": SCHEMA,
