@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -126,11 +127,36 @@ class _Job:
     rows: list[tuple[int, Transform]]
 
 
+COMPILE_MIN_IMAGES = 1000  # below this, compiling costs more than it saves
+
+
 def default_batch_size(backbone: Backbone, device: str) -> int:
-    """A batch size that keeps the device busy without wasting memory."""
+    """A batch size that keeps the device busy: the plugin's CPU hint, 256 on CUDA."""
     if device.startswith("cuda"):
         return 256
+    hint = backbone.extra.get("cpu_batch_size")
+    if hint:
+        return int(hint)
     return 32 if backbone.input_size <= 256 else 8
+
+
+def want_compile(backbone: Backbone, device: str, n_images: int) -> bool:
+    """Whether to ``torch.compile`` the extractor for this run.
+
+    ``LEUKOBENCH_COMPILE=1``/``0`` forces it; by default (``auto``) only on
+    CPU, for backbones whose plugin measured a gain (``extra["cpu_compile"]``),
+    when at least :data:`COMPILE_MIN_IMAGES` images are to be computed.
+    """
+    mode = os.environ.get("LEUKOBENCH_COMPILE", "auto").strip().lower()
+    if mode in ("1", "true", "yes", "on"):
+        return True
+    if mode in ("0", "false", "no", "off"):
+        return False
+    return (
+        device == "cpu"
+        and bool(backbone.extra.get("cpu_compile"))
+        and n_images >= COMPILE_MIN_IMAGES
+    )
 
 
 def extract_features(
@@ -328,6 +354,46 @@ class _Runner:
         model = model.to(memory_format=torch.channels_last)
         return model
 
+    def _forward_fn(self, model: Any, total: int) -> Callable[[Any], Any]:
+        """The eager model, or a compiled one (fixed batch shape, eager fallback on failure)."""
+        self.compiled = False
+        if not want_compile(self.backbone, self.device, total):
+            return model
+        torch = self.torch
+        try:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # fold weights/BN into constants (inference only)
+            compiled = torch.compile(model, dynamic=False)
+        except Exception as exc:  # noqa: BLE001 - compiling is an optimisation only
+            warnings.warn(f"torch.compile unavailable ({exc}); running eager", stacklevel=2)
+            return model
+        state = {"ok": None}
+        full = self.batch_size
+
+        def forward(x: Any) -> Any:
+            if state["ok"] is False:
+                return model(x)
+            n = x.shape[0]
+            if n < full:  # pad to the compiled shape instead of recompiling
+                pad = x.new_zeros((full - n, *x.shape[1:])).contiguous(
+                    memory_format=torch.channels_last
+                )
+                x = torch.cat([x, pad]).contiguous(memory_format=torch.channels_last)
+            try:
+                out = compiled(x)
+                state["ok"] = True
+            except Exception as exc:  # noqa: BLE001
+                if state["ok"]:
+                    raise
+                warnings.warn(f"torch.compile failed ({exc}); running eager", stacklevel=2)
+                state["ok"] = False
+                out = model(x)
+            return out[:n]
+
+        self.compiled = True
+        return forward
+
     def _to_input(self, batch: np.ndarray, encoded: list[Any]) -> Any:
         torch = self.torch
         mean = torch.tensor(self.backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -387,6 +453,7 @@ class _Runner:
         stop = threading.Event()
         producer = threading.Thread(target=self._batches, args=(jobs, q, stop), daemon=True)
         model = self._model()
+        forward = self._forward_fn(model, total)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
         )
@@ -407,7 +474,7 @@ class _Runner:
                         raise item
                     rows, batch, encoded = item
                     tc = time.perf_counter()
-                    out = model(self._to_input(batch, encoded)).float()
+                    out = forward(self._to_input(batch, encoded)).float()
                     if self.cuda:
                         out = out.to("cpu", non_blocking=False)
                     vecs = out.numpy()
@@ -435,6 +502,7 @@ class _Runner:
             "workers": self.workers,
             "torch_threads": torch.get_num_threads(),
             "gpu_jpeg": self.gpu_jpeg,
+            "compiled": self.compiled,
             "wait_seconds": round(wait, 4),
             "compute_seconds": round(elapsed, 4),
             "forward_seconds": round(compute, 4),

@@ -235,3 +235,15 @@ def test_cli_extract_and_cache(tmp_path: Path, capsys) -> None:
     assert "removed 6" in capsys.readouterr().out
     assert main(["extract", "--backbone", "alexnt", "--data", str(tmp_path / "data")]) == 2
     assert "did you mean 'alexnet'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_forward_matches_eager(tiny, monkeypatch) -> None:
+    iset, digests, _ = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    eager = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=4)
+    monkeypatch.setenv("LEUKOBENCH_COMPILE", "1")
+    comp = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=4)
+    assert comp.stats["compiled"] and not eager.stats["compiled"]
+    np.testing.assert_allclose(comp.features, eager.features, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,213 @@
+"""Feature-extraction throughput on aria_all_pbs_binary (224x224 JPEGs), CPU.
+
+Run: ``python -m pytest benchmarks/test_bench_extract.py --benchmark-enable -s``.
+
+* ``test_bare_forward``: the model as the pipeline runs it (channels_last,
+  the plugin's batch size, eager) on pre-made tensors -> images/s.
+* ``test_compiled_forward``: the same with ``torch.compile`` (inductor,
+  frozen weights); prints compile time, images/s and the max deviation from
+  the eager float32 features.
+* ``test_end_to_end``: ``extract_features`` from the JPEG files, cold cache,
+  on a 512-image subset; prints images/s and the ratio to the bare forward
+  measured in the same process (target >= 0.9).
+* ``test_warm_rerun``: the same extraction again on a warm cache (target
+  >= 50x faster than cold).
+* ``test_peak_rss_all_images``: all 3,216 images through ``leukobench
+  extract`` in a child process; peak resident memory (target < 2 GB).
+
+Weights are random (``weights="none"``): FLOPs and speed do not depend on
+their values. Each case stores its figures in ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.data.imageset import Samples, file_digest
+from bench.data.loaders import load_imagefolder
+from bench.feature_cache import FeatureCache
+from bench.features import default_batch_size, extract_features
+from bench.registry import get_registry
+
+MODELS = ("alexnet", "efficientnet_lite0")
+SUBSET = 512
+_BARE: dict[str, float] = {}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LEUKOBENCH_COMPILE", "0")  # eager unless a case says otherwise
+
+
+@pytest.fixture(scope="module")
+def aria_dir() -> Path:
+    from tests.conftest import shared_data_dir
+
+    path = shared_data_dir() / "aria_all_pbs_binary"
+    if not path.is_dir():
+        pytest.skip(f"dataset aria_all_pbs_binary not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def aria_subset(aria_dir):
+    iset = load_imagefolder(aria_dir)
+    rng = np.random.default_rng(0)
+    sub = iset.subset(np.sort(rng.choice(len(iset), SUBSET, replace=False)))
+    return sub, [file_digest(p) for p in sub.paths]
+
+
+def _backbone(name: str):
+    return get_registry().build_backbone(name, weights="none")
+
+
+def _bare_rate(model, size: int, batch: int, n: int = SUBSET) -> float:
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(x)
+        t = time.perf_counter()
+        for _ in range(max(1, n // batch)):
+            model(x)
+        return batch * max(1, n // batch) / (time.perf_counter() - t)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bare_forward(benchmark, name):
+    bb = _backbone(name)
+    model = bb.extractor.eval().to(memory_format=torch.channels_last)
+    batch = default_batch_size(bb, "cpu")
+    rate = benchmark.pedantic(
+        _bare_rate, args=(model, bb.input_size, batch), rounds=1, iterations=1
+    )
+    _BARE[name] = rate
+    benchmark.extra_info.update(
+        images_per_s=round(rate, 1), batch=batch, threads=torch.get_num_threads()
+    )
+    print(f"\n{name}: bare forward {rate:.1f} img/s (batch {batch}, channels_last, eager)")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compiled_forward(benchmark, name):
+    import torch._inductor.config as inductor_config
+
+    bb = _backbone(name)
+    eager = bb.extractor.eval().to(memory_format=torch.channels_last)
+    batch = default_batch_size(bb, "cpu")
+    inductor_config.freezing = True
+    compiled = torch.compile(copy.deepcopy(eager), dynamic=False)
+    x = torch.randn(batch, 3, bb.input_size, bb.input_size).contiguous(
+        memory_format=torch.channels_last
+    )
+    with torch.inference_mode():
+        t = time.perf_counter()
+        got = compiled(x)
+        compile_s = time.perf_counter() - t
+        want = eager(x)
+    err = float((got - want).abs().max() / want.abs().max())
+    rate = benchmark.pedantic(
+        _bare_rate, args=(compiled, bb.input_size, batch), rounds=1, iterations=1
+    )
+    eager_rate = _bare_rate(eager, bb.input_size, batch)
+    benchmark.extra_info.update(
+        images_per_s=round(rate, 1),
+        eager_images_per_s=round(eager_rate, 1),
+        compile_s=round(compile_s, 1),
+        max_rel_err=err,
+    )
+    print(
+        f"\n{name}: compiled {rate:.1f} img/s vs eager {eager_rate:.1f} img/s "
+        f"(compile {compile_s:.0f}s, max |diff|/max|x| = {err:.1e})"
+    )
+    assert err < 1e-4
+
+
+def _cold_extract(name: str, sub, digests, cache_dir: Path):
+    bb = _backbone(name)
+    return bb, extract_features(
+        Samples.originals(sub), bb, digests=digests, cache=FeatureCache(cache_dir), progress=False
+    )
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_end_to_end(benchmark, name, aria_subset, tmp_path):
+    sub, digests = aria_subset
+    bb, res = benchmark.pedantic(
+        _cold_extract, args=(name, sub, digests, tmp_path / "c"), rounds=1, iterations=1
+    )
+    model = bb.extractor.eval().to(memory_format=torch.channels_last)
+    batch = default_batch_size(bb, "cpu")
+    # bare forward before (test_bare_forward) and right after; the machine's load drifts
+    after = _bare_rate(model, bb.input_size, batch)
+    bare = (after + _BARE[name]) / 2 if name in _BARE else after
+    ratio = res.images_per_s / bare
+    benchmark.extra_info.update(
+        images_per_s=round(res.images_per_s, 1),
+        bare_images_per_s=round(bare, 1),
+        ratio=ratio,
+        **res.stats,
+    )
+    print(
+        f"\n{name}: end-to-end {res.images_per_s:.1f} img/s from JPEG vs bare forward "
+        f"{bare:.1f} img/s -> {ratio:.0%} (decode wait {res.stats['wait_seconds']:.2f}s)"
+    )
+    assert res.n_computed == SUBSET
+
+
+def test_warm_rerun(benchmark, aria_subset, tmp_path):
+    sub, digests = aria_subset
+    t = time.perf_counter()
+    bb, cold = _cold_extract("alexnet", sub, digests, tmp_path / "c")
+    cold_s = time.perf_counter() - t
+    cache = FeatureCache(tmp_path / "c")
+
+    def warm():
+        return extract_features(
+            Samples.originals(sub), bb, digests=digests, cache=cache, progress=False
+        )
+
+    res = benchmark.pedantic(warm, rounds=3, iterations=1)
+    warm_s = benchmark.stats.stats.min
+    assert res.n_computed == 0 and np.array_equal(res.features, cold.features)
+    benchmark.extra_info.update(cold_s=round(cold_s, 2), warm_s=warm_s, speedup=cold_s / warm_s)
+    print(
+        f"\nwarm rerun: cold {cold_s:.1f}s, warm {warm_s * 1000:.0f} ms -> {cold_s / warm_s:.0f}x"
+    )
+    assert cold_s / warm_s >= 50
+
+
+_CHILD = """
+import resource, sys
+from bench.cli import main
+rc = main(sys.argv[1:])
+print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(rc)
+"""
+
+
+def test_peak_rss_all_images(benchmark, aria_dir, tmp_path):
+    args = [
+        "extract", "--backbone", "alexnet", "--weights", "none",
+        "--data", str(aria_dir), "--out", str(tmp_path / "f.npz"),
+        "--cache-dir", str(tmp_path / "c"), "--no-progress",
+    ]  # fmt: skip
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, *args], check=True, capture_output=True, text=True
+        ).stdout
+        kib = int(out.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
+        return kib / 1024  # MiB, the child's own peak
+
+    peak = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(peak_rss_mib=round(peak))
+    print(f"\npeak RSS extracting all 3,216 aria images (alexnet): {peak:.0f} MiB")
+    assert peak < 2000
