@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cli.common import add_dataset, load_imageset
 from bench.data.augment import apply_transform, make_transform
 from bench.data.decode import decode_resized
 from bench.errors import UserError
@@ -26,12 +27,7 @@ def preview_grid(
     data: str | None, *, dataset: str = "imagefolder", n: int = 3, seed: int = 0, size: int = 227
 ) -> tuple[np.ndarray, list[str]]:
     """``(rows, columns, H, W, 3)`` uint8 images and the row labels."""
-    from bench.registry import get_registry
-
-    spec = get_registry().dataset(dataset)
-    if spec.needs_path and not data:
-        raise UserError(f"dataset {dataset!r} needs DATA (a folder or file)")
-    imageset = spec.factory(data) if spec.needs_path else spec.factory()
+    imageset = load_imageset(dataset, data)
     if len(imageset) == 0:
         raise UserError(f"dataset {dataset!r}: no images")
     if n < 1:
@@ -105,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "original, translated, reflected, rotated (loey2020 augmentation).",
     )
     p.add_argument("data", nargs="?", help="dataset folder (or CSV for --dataset manifest)")
-    p.add_argument("--dataset", default="imagefolder", help="dataset plugin (default imagefolder)")
+    add_dataset(p)
     p.add_argument("--n", type=int, default=3, help="number of images (rows), default 3")
     p.add_argument("--seed", type=int, default=0, help="seed for image choice and transforms")
     p.add_argument("--size", type=int, default=227, help="input size in pixels, default 227")

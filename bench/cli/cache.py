@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from bench.cli.common import add_cache_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="feature cache: info, clear")
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)",
-    )
+    add_cache_dir(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = actions.add_parser("info", help="entries and size, per backbone")
     info.set_defaults(func=run_info)

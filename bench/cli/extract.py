@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.cli.common import (
+    add_cache_options,
+    add_dataset,
+    add_no_progress,
+    add_skip_bad,
+    load_imageset,
+)
 from bench.errors import UserError
 
 
@@ -23,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backbone", required=True, help="backbone name, e.g. alexnet, timm/resnet18")
     p.add_argument("--data", required=True, type=Path, help="dataset folder or file")
-    p.add_argument("--dataset", default="imagefolder", help="dataset plugin (default imagefolder)")
+    add_dataset(p)
     p.add_argument("--layer", help="feature layer (alexnet: fc7, fc6, fc7-relu, pool5)")
     p.add_argument("--weights", help="imagenet (default), none (random init) or a local file")
     p.add_argument(
@@ -34,28 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="decode threads")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--float16", action="store_true", help="store features as float16")
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="feature cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)",
-    )
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--skip-bad", action="store_true", help="exclude unreadable images")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cache_options(p)
+    add_skip_bad(p)
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def save_npz(path: Path, arrays: dict[str, Any]) -> None:
     """Write ``arrays`` to ``path`` atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from bench.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_features(path: Path) -> dict[str, Any]:
@@ -81,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".npz":
         raise UserError(f"--out {args.out}: the output must be an .npz file")
     reg = get_registry()
-    spec = reg.dataset(args.dataset)
-    imageset = spec.factory(args.data)
+    imageset = load_imageset(args.dataset, args.data, flag="--data")
     imageset, report = validate(imageset, skip_bad=args.skip_bad, min_per_class=1)
     options: dict[str, Any] = {}
     if args.layer:

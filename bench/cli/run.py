@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.cli.common import add_cache_options, add_no_progress, add_skip_bad
+
 DEFAULT_SUITE = "quickstart"
 
 
@@ -40,16 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="where to write the result record (default: suite.results_dir)",
     )
-    p.add_argument(
-        "--skip-bad", action="store_true", help="exclude unreadable images instead of stopping"
-    )
-    p.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="feature cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)",
-    )
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_skip_bad(p)
+    add_cache_options(p)
+    add_no_progress(p)
     p.add_argument("--extra-metrics", action="store_true", help="show F1, MCC, ROC-AUC too")
     p.set_defaults(func=run)
 

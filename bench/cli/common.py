@@ -1,0 +1,54 @@
+"""Options and steps shared by several CLI commands (one definition each)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.data.imageset import ImageSet
+
+CACHE_DIR_HELP = "feature cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)"
+
+
+def add_cache_dir(p: argparse.ArgumentParser) -> None:
+    """``--cache-dir PATH``."""
+    p.add_argument("--cache-dir", type=Path, help=CACHE_DIR_HELP)
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """``--cache-dir PATH`` and ``--no-cache``."""
+    add_cache_dir(p)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+
+
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    """``--skip-bad``."""
+    p.add_argument(
+        "--skip-bad", action="store_true", help="exclude unreadable images instead of stopping"
+    )
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_dataset(p: argparse.ArgumentParser) -> None:
+    """``--dataset NAME`` (a dataset plugin, default imagefolder)."""
+    p.add_argument("--dataset", default="imagefolder", help="dataset plugin (default imagefolder)")
+
+
+def load_imageset(dataset: str, data: str | Path | None, *, flag: str = "DATA") -> ImageSet:
+    """The ImageSet of dataset plugin ``dataset`` at ``data`` (``flag`` names the option)."""
+    from bench.registry import get_registry
+
+    spec = get_registry().dataset(dataset)
+    if not spec.needs_path:
+        return spec.factory()
+    if not data:
+        raise UserError(f"dataset {dataset!r} needs {flag} (a folder or file)")
+    return spec.factory(data)
