@@ -17,8 +17,6 @@ Every write goes to a temporary file that is renamed into place.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,31 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.atomic import atomic_write_bytes
 from bench.errors import UserError
 
 SCHEMA = "leukobench.checkpoint/1"
 META_KEY = "leukobench"
 KINDS = ("finetune", "features")
-
-
-def _atomic_target(path: Path) -> tuple[int, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return fd, Path(tmp)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

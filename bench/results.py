@@ -12,12 +12,12 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import atomic_write_text
 from bench.errors import UserError
 
 SCHEMA = "leukobench.result/1"
@@ -35,31 +35,6 @@ PACKAGES = (
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def atomic_write_text(path: Path, text: str, *, overwrite: bool = True) -> Path:
-    """Write ``text`` to ``path`` through a temp file and a rename.
-
-    With ``overwrite=False`` an existing file is never replaced (FileExistsError).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if path exists: no record is ever overwritten
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _package_versions() -> dict[str, str]:

@@ -421,6 +421,8 @@ def _save_finetuned(state: RunState, cell: Cell, results: list) -> list[str]:
     """Copy each fold's selected checkpoint next to the results, for ``leukobench predict``."""
     import shutil
 
+    from bench.atomic import atomic_path
+
     out_dir = state.results_dir / "models" / state.suite.name
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = []
@@ -430,9 +432,8 @@ def _save_finetuned(state: RunState, cell: Cell, results: list) -> list[str]:
             out_dir
             / f"{cell.backbone.replace('/', '_')}-finetune-seed{cell.seed}-fold{r.fold}.safetensors"
         )
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
         saved.append(str(dst))
         state.console.print(f"[dim]saved {dst}[/dim]")
     return saved

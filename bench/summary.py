@@ -15,4 +15,6 @@ def print_run_summary(record: dict[str, Any], console: Console, *, extra: bool =
     render_rich(table1(record, extra=EXTRA_METRICS if extra else ()), console)
     for cell in record["cells"]:
         if cell.get("status") != "complete":
-            console.print(f"[red]cell {cell['id']} {cell.get('status')}: {cell.get('error', '')}[/red]")
+            console.print(
+                f"[red]cell {cell['id']} {cell.get('status')}: {cell.get('error', '')}[/red]"
+            )

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.cache_paths import cache_root
 from bench.data.imageset import ImageSet
-from bench.data.loaders import cache_root
 from bench.errors import UserError
 from bench.hookspecs import hookimpl
 from bench.specs import DatasetSpec

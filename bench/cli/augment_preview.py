@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -72,16 +70,13 @@ def save_figure(grid: np.ndarray, labels: list[str], out: Path) -> None:
             if c == 0:
                 ax.set_ylabel(labels[r], fontsize=7)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=out.suffix or ".png")
-    os.close(fd)
+    from bench.atomic import atomic_path
+
     try:
-        fig.savefig(tmp, dpi=110, format=(out.suffix.lstrip(".") or "png"))
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110, format=(out.suffix.lstrip(".") or "png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _run(args: argparse.Namespace) -> int:

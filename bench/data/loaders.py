@@ -17,17 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.cache_paths import cache_root  # noqa: F401  (re-exported for plugins)
 from bench.data.imageset import ImageSet, default_positive
 from bench.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 _IGNORED_DIRS = frozenset({"__MACOSX", "@eaDir"})
-
-
-def cache_root() -> Path:
-    """LeukoBench's cache folder: ``$LEUKOBENCH_CACHE`` or ``~/.cache/leukobench``."""
-    env = os.environ.get("LEUKOBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "leukobench"
 
 
 # -- helpers ---------------------------------------------------------------------------

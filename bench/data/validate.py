@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,9 +27,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bench.atomic import atomic_write_text
+from bench.cache_paths import cache_root
 from bench.data.decode import to_rgb
 from bench.data.imageset import ImageSet
-from bench.data.loaders import cache_root
 from bench.errors import BadImagesError, UserError
 
 CHECK_VERSION = 1  # bump when the checks change so cached verdicts are redone
@@ -141,10 +140,7 @@ class _VerdictCache:
             merged = {}
         merged.update(self.known)
         merged.update(self.new)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(merged, f, separators=(",", ":"))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(merged, separators=(",", ":")))
 
 
 def _check_file(path: Path, max_pixels: int, cache: _VerdictCache) -> tuple[str, str | None, bool]:
