@@ -283,7 +283,7 @@ def _fold_records(preds: list[Any], n_classes: int, positive_index: int | None) 
                 "test_index": np.asarray(p.test_index).tolist(),
                 "y_true": np.asarray(p.y_true).tolist(),
                 "y_pred": np.asarray(p.y_pred).tolist(),
-                "score": None if score is None else np.round(score, 6).tolist(),
+                "score": None if score is None else np.round(score, 4).tolist(),
                 "metrics": compute_metrics(
                     p.y_true, p.y_pred, score, n_classes=n_classes, positive_index=positive_index
                 ),
