@@ -184,11 +184,14 @@ def test_warm_rerun(benchmark, aria_subset, tmp_path):
     assert cold_s / warm_s >= 50
 
 
+# VmHWM is the peak of this process's own address space; ru_maxrss would carry the
+# parent's peak across fork/exec (Linux keeps signal->maxrss over execve).
 _CHILD = """
-import resource, sys
+import re, sys
+from pathlib import Path
 from bench.cli import main
 rc = main(sys.argv[1:])
-print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("PEAK_RSS_KIB", re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text())[1])
 sys.exit(rc)
 """
 
