@@ -127,7 +127,7 @@ class _Job:
     rows: list[tuple[int, Transform]]
 
 
-COMPILE_MIN_IMAGES = 1000  # below this, compiling costs more than it saves
+COMPILE_MIN_IMAGES = 500  # below this, compiling costs more than it saves
 
 
 def default_batch_size(backbone: Backbone, device: str) -> int:
