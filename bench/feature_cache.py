@@ -115,6 +115,10 @@ class FeatureCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}{SUFFIX}"
 
+    def count(self, keys: Iterable[str]) -> int:
+        """How many of ``keys`` have an entry (without reading or checking them)."""
+        return sum(1 for key in set(keys) if self._path(key).exists())
+
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The cached vectors among ``keys`` (missing or corrupt keys are left out)."""
         found: dict[str, np.ndarray] = {}

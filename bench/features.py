@@ -159,6 +159,18 @@ def want_compile(backbone: Backbone, device: str, n_images: int) -> bool:
     )
 
 
+def sample_keys(
+    samples: Samples, backbone: Backbone, digests: Sequence[str], mask: Rects | None = None
+) -> list[str]:
+    """The feature-cache key of every sample (backbone, transform, mask, image content)."""
+    mkey, _ = _mask_fns(mask)
+    ident = backbone.cache_identity()
+    return [
+        feature_key(ident, t.key(), mkey, digests[int(s)])
+        for s, t in zip(samples.source, samples.transforms)
+    ]
+
+
 def extract_features(
     samples: Samples,
     backbone: Backbone,
@@ -184,11 +196,7 @@ def extract_features(
     dev = resolve_device(device)
     n = len(samples)
     mkey, mask_fn = _mask_fns(mask)
-    ident = backbone.cache_identity()
-    keys = [
-        feature_key(ident, t.key(), mkey, digests[int(s)])
-        for s, t in zip(samples.source, samples.transforms)
-    ]
+    keys = sample_keys(samples, backbone, digests, mask)
     features = np.empty((n, backbone.feature_dim), dtype=np.float32)
     have = cache.get_many(dict.fromkeys(keys)) if cache is not None else {}
     todo: dict[str, list[int]] = {}

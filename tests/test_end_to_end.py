@@ -220,3 +220,29 @@ def test_features_are_float32_and_finite(tmp_path):
         assert np.isfinite(scores).all()
     finally:
         registry.unregister("throwaway2")
+
+
+def test_dry_run_shows_plan_and_cache_state(tmp_path, capsys):
+    argv = ["run", "--set", "data.options.n_per_class=6", "--set", "protocol.0.folds=2"]
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Plan (dry run" in out and "0 cached, 12 to extract" in out
+    assert main([*argv, "--results-dir", str(tmp_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--dry-run"]) == 0
+    assert "12 cached, 0 to extract" in capsys.readouterr().out
+
+
+def test_dry_run_marks_leaky_split_and_missing_weights(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for cls in ("healthy", "leukemia"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (32, 32), (i * 20, 80 if cls == "healthy" else 160, 90)).save(
+                tmp_path / "d" / cls / f"{i}.png"
+            )
+    assert main(["run", "loey2020", "--data", str(tmp_path / "d"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "LEAKY" in out and "alexnet-owt-7be5be79.pth" in out

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_skip_bad(p)
     add_cache_options(p)
     add_no_progress(p)
+    p.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let backbones download missing pretrained weights (torchvision/timm caches)",
+    )
     p.add_argument("--extra-metrics", action="store_true", help="show F1, MCC, ROC-AUC too")
     p.set_defaults(func=run)
 
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cache_dir:
         os.environ["LEUKOBENCH_CACHE"] = str(args.cache_dir)
+    if args.allow_download:
+        os.environ["LEUKOBENCH_ALLOW_DOWNLOAD"] = "1"
     registry = get_registry()
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
     console = Console()
