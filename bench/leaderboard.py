@@ -58,11 +58,18 @@ def collect(results_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[
     return records, warnings
 
 
-def entries(records: Iterable[dict[str, Any]], metric: str = "accuracy") -> list[Entry]:
-    """Every method of every record as a leaderboard entry (complete cells only)."""
+def entries(
+    records: Iterable[dict[str, Any]], metric: str = "accuracy", include_synthetic: bool = False
+) -> list[Entry]:
+    """Every method of every record as a leaderboard entry (complete cells only).
+
+    Records on synthetic data are smoke tests, never claims: left out unless asked for.
+    """
     out = []
     for record in records:
         ds = record.get("dataset") or {}
+        if ds.get("synthetic") and not include_synthetic:
+            continue
         date = str(record.get("finished") or record.get("started") or "")
         for m in methods(record):
             est = m.estimate(metric)
@@ -179,12 +186,14 @@ def build(
     metric: str = "accuracy",
     dataset: str | None = None,
     latest: bool = False,
+    include_synthetic: bool = False,
 ) -> tuple[Table, list[str]]:
     """The leaderboard table for ``results_dir`` and the warnings met on the way."""
     if metric not in METRIC_NAMES:
         raise UserError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_NAMES)}")
     records, warnings = collect(results_dir)
-    rows = select(entries((r for _, r in records), metric), latest=latest, dataset=dataset)
+    found = entries((r for _, r in records), metric, include_synthetic=include_synthetic)
+    rows = select(found, latest=latest, dataset=dataset)
     return leaderboard_table(rows, metric, latest), warnings
 
 

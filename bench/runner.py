@@ -119,8 +119,10 @@ def prepare_data(suite: Suite, registry: Registry, *, skip_bad: bool | None = No
         by_path = dict(zip(imageset.paths, digests))
         imageset, balance = undersample(imageset, seed=suite.config["suite"]["seed"])
         digests = [by_path[p] for p in imageset.paths]
+    path = suite.data_path()
     info = {
-        "name": data_cfg["dataset"],
+        "name": data_cfg.get("name") or (path.stem if path else data_cfg["dataset"]),
+        "plugin": data_cfg["dataset"],
         "path": str(suite.data_path()) if suite.data_path() else None,
         "fingerprint": report.fingerprint,
         "n_images": len(imageset),

@@ -32,6 +32,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
     },
     "data": {
         "dataset": (_STR, None),
+        "name": (_STR, None),
         "path": (_STR, None),
         "options": (_DICT, None),
         "skip_bad": (_BOOL, None),

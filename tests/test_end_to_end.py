@@ -246,3 +246,14 @@ def test_dry_run_marks_leaky_split_and_missing_weights(tmp_path, capsys, monkeyp
     assert main(["run", "loey2020", "--data", str(tmp_path / "d"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "LEAKY" in out and "alexnet-owt-7be5be79.pth" in out
+
+
+def test_leaderboard_leaves_out_synthetic_runs_unless_asked(tmp_path, capsys):
+    import shutil
+
+    ref = Path(__file__).resolve().parents[1] / "results" / "reference" / "ci-reference.json"
+    shutil.copy(ref, tmp_path / "ref.json")
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    assert "efficientnet_lite0" not in capsys.readouterr().out
+    assert main(["leaderboard", str(tmp_path), "--include-synthetic"]) == 0
+    assert "efficientnet_lite0" in capsys.readouterr().out

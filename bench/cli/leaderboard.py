@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", metavar="NAME", help="only this dataset")
     p.add_argument("--latest", action="store_true", help="latest run per row instead of the best")
+    p.add_argument(
+        "--include-synthetic",
+        action="store_true",
+        help="also list runs on synthetic data (smoke tests, never claims)",
+    )
     p.add_argument("--out", type=Path, metavar="LEADERBOARD.md", help="write Markdown here")
     p.set_defaults(func=run)
 
@@ -35,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from bench.leaderboard import build, write_markdown
     from bench.render import render_rich
 
-    table, warnings = build(args.results_dir, args.metric, args.dataset, args.latest)
+    table, warnings = build(
+        args.results_dir, args.metric, args.dataset, args.latest, args.include_synthetic
+    )
     for warning in warnings:
         print(f"leukobench: warning: {warning}", file=sys.stderr)
     if not table.rows:
