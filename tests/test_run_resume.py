@@ -19,7 +19,7 @@ options = { n_per_class = 6, size = 64 }
 kind = "finetune"
 backbones = ["timm/resnet18"]
 holdout = 0.34
-settings = { epochs = 3, batch_size = 4, lr = 1e-3, optimizer = "adamw" }
+settings = { epochs = 2, batch_size = 4, lr = 1e-3, optimizer = "adamw" }
 [backbone."timm/resnet18"]
 weights = "none"
 """
