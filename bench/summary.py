@@ -12,6 +12,9 @@ def print_run_summary(record: dict[str, Any], console: Console, *, extra: bool =
     from bench.render import render_rich
     from bench.report import EXTRA_METRICS, table1
 
+    if not console.is_terminal and console.width < 140:
+        # logs and pipes: no terminal width to respect, so do not squeeze the table
+        console = Console(file=console.file, width=140)
     render_rich(table1(record, extra=EXTRA_METRICS if extra else ()), console)
     for cell in record["cells"]:
         if cell.get("status") != "complete":
