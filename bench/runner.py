@@ -300,7 +300,6 @@ def run_features_protocol(
 ) -> list[dict]:
     """Model 1 for one protocol and seed: every backbone x classifier on shared folds."""
     from bench.metrics import summarize
-    from bench.protocols.features_cv import cross_validate
 
     imageset = state.data.imageset
     n_classes = len(imageset.classes)
@@ -314,18 +313,11 @@ def run_features_protocol(
         X = features_for(state, backbone_name, samples, proto["augment"], seed)
         classifiers = {c.classifier: state.suite.classifier_options(c.classifier) for c in mine}
         started = time.perf_counter()
-        preds = cross_validate(
-            X,
-            samples.labels,
-            splits,
-            classifiers,
-            positive_index=imageset.positive_index,
-            n_jobs=state.suite.config["run"]["n_jobs"],
-            registry=state.registry,
-        )
+        preds, cached = _predictions(state, X, samples.labels, splits, classifiers)
         state.timings["fit_s"] += time.perf_counter() - started
         for cell in mine:
             rec = _base_cell(state, cell, proto, samples, split_info)
+            rec["predictions_from_cache"] = cell.classifier in cached
             rec["folds"] = _fold_records(preds[cell.classifier], n_classes, imageset.positive_index)
             rec["metrics"] = summarize(
                 preds[cell.classifier],
@@ -338,6 +330,44 @@ def run_features_protocol(
         if proto["save_model"]:
             _save_feature_pipelines(state, backbone_name, X, samples, classifiers)
     return out
+
+
+def _predictions(
+    state: RunState, X: np.ndarray, y: np.ndarray, splits: list, classifiers: dict[str, dict]
+) -> tuple[dict[str, list], set[str]]:
+    """Fold predictions per classifier: from the prediction cache, else fitted (and cached)."""
+    from bench.prediction_cache import PredictionCache, data_digest, prediction_key
+    from bench.protocols.features_cv import cross_validate
+
+    positive = state.data.imageset.positive_index
+    cache = PredictionCache() if state.cache is not None else None
+    keys, preds = {}, {}
+    if cache is not None:
+        digest = data_digest(X, y, splits)
+        for name, options in classifiers.items():
+            keys[name] = prediction_key(digest, name, options, positive)
+            hit = cache.get(keys[name])
+            if hit is not None:
+                preds[name] = hit
+    cached = set(preds)
+    todo = {n: o for n, o in classifiers.items() if n not in preds}
+    if todo:
+        fitted = cross_validate(
+            X,
+            y,
+            splits,
+            todo,
+            positive_index=positive,
+            n_jobs=state.suite.config["run"]["n_jobs"],
+            registry=state.registry,
+        )
+        for name, result in fitted.items():
+            preds[name] = result
+            if cache is not None:
+                cache.put(keys[name], result)
+    if cached:
+        state.console.print(f"[dim]predictions from cache: {', '.join(sorted(cached))}[/dim]")
+    return preds, cached
 
 
 def _save_feature_pipelines(

@@ -75,6 +75,11 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert "24 from cache, 0 computed" in err
+    # ... and refits nothing: every classifier's fold predictions come from the cache.
+    again = _record(tmp_path / "again")
+    assert all(c["predictions_from_cache"] for c in again["cells"])
+    first = {c["classifier"]: c["folds"] for c in record["cells"]}
+    assert all(c["folds"] == first[c["classifier"]] for c in again["cells"])
 
 
 class ThrowawayPlugin:

@@ -1,0 +1,107 @@
+"""Cached Model 1 predictions: the same features, labels, folds and classifier give the same
+predictions, so a rerun refits nothing.
+
+Keyed by a digest of the feature matrix, labels, folds, classifier name and
+options, the positive class and the versions of the code that fits it. Entries
+are ``.npz`` files written atomically; an unreadable entry is refitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.atomic import atomic_write_bytes
+from bench.cache_paths import cache_root
+from bench.protocols.features_cv import FoldPrediction
+
+FORMAT_VERSION = 1
+_PACKAGES = ("leukobench", "scikit-learn", "xgboost", "numpy")
+
+
+def _versions() -> str:
+    out = []
+    for name in _PACKAGES:
+        try:
+            out.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name}=?")
+    return ",".join(out)
+
+
+def data_digest(
+    X: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> str:
+    """Digest of what every classifier of a protocol sees (features, labels, folds)."""
+    h = hashlib.sha256()
+    for arr in (np.ascontiguousarray(X), np.asarray(y)):
+        h.update(str((arr.dtype, arr.shape)).encode())
+        h.update(arr.tobytes())
+    for train, test in folds:
+        h.update(np.asarray(train, dtype=np.int64).tobytes())
+        h.update(b"|")
+        h.update(np.asarray(test, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def prediction_key(
+    data: str, classifier: str, options: dict[str, Any], positive_index: int | None
+) -> str:
+    text = json.dumps(
+        [FORMAT_VERSION, _versions(), data, classifier, options, positive_index],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class PredictionCache:
+    """Fold predictions by key under ``root`` (default: the LeukoBench cache's ``predictions/``)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else cache_root() / "predictions"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> list[FoldPrediction] | None:
+        try:
+            with np.load(self._path(key), allow_pickle=False) as z:
+                n = int(z["n_folds"])
+                out = []
+                for i in range(n):
+                    score = z[f"score_{i}"] if f"score_{i}" in z.files else None
+                    out.append(
+                        FoldPrediction(
+                            fold=int(z[f"fold_{i}"]),
+                            test_index=z[f"test_index_{i}"],
+                            y_true=z[f"y_true_{i}"],
+                            y_pred=z[f"y_pred_{i}"],
+                            score=score,
+                            fit_s=float(z[f"fit_s_{i}"]),
+                        )
+                    )
+                return out
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def put(self, key: str, preds: list[FoldPrediction]) -> None:
+        arrays: dict[str, np.ndarray] = {"n_folds": np.array(len(preds))}
+        for i, p in enumerate(preds):
+            arrays[f"fold_{i}"] = np.array(p.fold)
+            arrays[f"test_index_{i}"] = np.asarray(p.test_index)
+            arrays[f"y_true_{i}"] = np.asarray(p.y_true)
+            arrays[f"y_pred_{i}"] = np.asarray(p.y_pred)
+            arrays[f"fit_s_{i}"] = np.array(p.fit_s)
+            if p.score is not None:
+                arrays[f"score_{i}"] = np.asarray(p.score)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self._path(key), buf.getvalue())
