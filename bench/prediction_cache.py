@@ -63,10 +63,20 @@ def prediction_key(
 
 
 class PredictionCache:
-    """Fold predictions by key under ``root`` (default: the LeukoBench cache's ``predictions/``)."""
+    """Fold predictions by key under ``<cache root>/predictions``."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root else cache_root() / "predictions"
+        self.root = (Path(root).expanduser() if root else cache_root()) / "predictions"
+
+    def info(self) -> dict[str, int]:
+        files = list(self.root.glob("*/*.npz"))
+        return {"entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+    def clear(self) -> int:
+        files = list(self.root.glob("*/*.npz"))
+        for f in files:
+            f.unlink(missing_ok=True)
+        return len(files)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"

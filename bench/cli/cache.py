@@ -31,6 +31,7 @@ def run_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bench.feature_cache import FeatureCache
+    from bench.prediction_cache import PredictionCache
 
     info = FeatureCache(args.cache_dir).info()
     table = Table(title=f"Feature cache: {info['root']}")
@@ -42,6 +43,8 @@ def run_info(args: argparse.Namespace) -> int:
     table.add_row(
         "[bold]total[/]", f"[bold]{info['entries']}[/]", f"[bold]{_size(info['bytes'])}[/]"
     )
+    preds = PredictionCache(args.cache_dir).info()
+    table.add_row("(Model 1 predictions)", str(preds["entries"]), _size(preds["bytes"]))
     Console().print(table)
     return 0
 
@@ -51,7 +54,12 @@ def run_clear(args: argparse.Namespace) -> int:
 
     from bench.feature_cache import FeatureCache
 
+    from bench.prediction_cache import PredictionCache
+
     n = FeatureCache(args.cache_dir).clear(args.backbone)
     what = f"backbone {args.backbone!r}" if args.backbone else "all backbones"
     Console().print(f"removed {n} cached feature vector(s) of {what}")
+    if not args.backbone:
+        m = PredictionCache(args.cache_dir).clear()
+        Console().print(f"removed {m} cached Model 1 prediction set(s)")
     return 0
