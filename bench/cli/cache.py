@@ -53,7 +53,6 @@ def run_clear(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bench.feature_cache import FeatureCache
-
     from bench.prediction_cache import PredictionCache
 
     n = FeatureCache(args.cache_dir).clear(args.backbone)
