@@ -380,6 +380,12 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
             except UserError as exc:
                 raise check.fail(f"protocol[{i}].classifiers", str(exc)) from None
             used_c.add(name)
+    # Classifier options are checked now (building an estimator is cheap), not after extraction.
+    for name in used_c:
+        try:
+            registry.build_classifier(name, **cfg["classifier"].get(name, {}))
+        except UserError as exc:
+            raise check.fail(f"classifier.{name}", str(exc)) from None
     # Options for a name no protocol uses are fine (protocols may be overridden),
     # but a name no plugin knows is a typo.
     for kind, used in (("backbone", used_b), ("classifier", used_c)):
