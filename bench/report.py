@@ -309,10 +309,14 @@ def failed_cells(record: dict[str, Any]) -> list[dict[str, Any]]:
 def _caption(record: dict[str, Any], ms: list[Method]) -> str:
     ds = record.get("dataset") or {}
     parts = [f"Dataset {ds.get('name', '?')} (n={ds.get('n_images', '?')} images"]
-    if ms:
-        n_eval = ms[0].n_evaluated()
-        if n_eval and n_eval != ds.get("n_images"):
-            parts[-1] += f", {n_eval} test predictions per method"
+    counts = sorted({m.n_evaluated() for m in ms} - {0, None})
+    if counts and counts != [ds.get("n_images")]:
+        shown = (
+            " to ".join(str(n) for n in (counts[0], counts[-1]) if n)
+            if len(counts) > 1
+            else str(counts[0])
+        )
+        parts[-1] += f", {shown} test predictions per method"
     parts[-1] += ")"
     if ds.get("positive") and len(ds.get("classes") or []) <= 2:
         parts.append(f"positive class {ds['positive']!r}")
