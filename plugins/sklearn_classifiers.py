@@ -321,7 +321,13 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_small(self, X: np.ndarray, y: np.ndarray) -> bool:
-        """The svd solver's discriminant via an n x n Cholesky; False if not safe."""
+        """The svd solver's discriminant via an n x n Cholesky; False if not safe.
+
+        The Gram matrix and its Cholesky factor are computed in float32 (half
+        the cost) and only precondition the solves, which are refined against
+        the exact float64 operator; when float32 is not accurate enough for
+        that (or for the conditioning check), the Gram is recomputed in float64.
+        """
         classes, yi = np.unique(y, return_inverse=True)
         k = len(classes)
         n = X.shape[0]
@@ -332,25 +338,18 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         xc = X - means[yi]
         std = xc.std(axis=0)
         std[std == 0] = 1.0
-        xw = xc / std * math.sqrt(1.0 / (n if _LDA_FAC_IS_1_OVER_N else n - k))
-        gram = xw @ xw.T
-        alpha = float(np.trace(gram)) / n or 1.0
+        xc *= math.sqrt(1.0 / (n if _LDA_FAC_IS_1_OVER_N else n - k)) / std
+        xw = xc
         indicators = np.zeros((n, k))
         indicators[np.arange(n), yi] = 1.0 / np.sqrt(counts[yi])
-        gram += alpha * (indicators @ indicators.T)
-        try:
-            chol = np.linalg.cholesky(gram)
-        except np.linalg.LinAlgError:
-            return False
-        anorm = float(np.abs(gram).sum(axis=0).max())
-        rcond, info = sla.lapack.dpocon(chol, anorm, uplo="L")
-        # lambda_min >= ~rcond * ||A||_1 (estimate, allow 10x); demand 100x margin over tol^2.
-        if info != 0 or rcond * anorm / 10 <= 100 * self.tol**2:
-            return False
         xbar = priors @ means
         centred = (means - xbar) / std  # D^-1 (m_c - xbar), k x d
         rhs = xw @ centred.T
-        z = sla.cho_solve((chol, True), sla.cho_solve((chol, True), rhs, check_finite=False))
+        z = self._solve_twice_f32(xw, indicators, rhs)
+        if z is None:
+            z = self._solve_twice_f64(xw, indicators, rhs)
+        if z is None:
+            return False
         w = xw.T @ z  # pinv(Xw^T Xw) D^-1 (m_c - xbar)
         coef = (w / std[:, None]).T
         quad = np.sum(centred * w.T, axis=1)
@@ -360,6 +359,84 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
             intercept = np.array([intercept[1] - intercept[0]])
         self.coef_, self.intercept_ = coef, intercept
         return True
+
+    def _well_conditioned(self, lam_min: float) -> bool:
+        """Whether the Gram's smallest eigenvalue clears sklearn's rank cut (100x tol^2)."""
+        return lam_min > 100 * self.tol**2
+
+    def _solve_twice_f64(self, xw, indicators, rhs) -> np.ndarray | None:
+        """``G^-2 rhs`` with the float64 Gram ``G``; None if G is too ill-conditioned."""
+        n = xw.shape[0]
+        gram = xw @ xw.T
+        alpha = float(np.trace(gram)) / n or 1.0
+        gram += alpha * (indicators @ indicators.T)
+        try:
+            chol = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            return None
+        anorm = float(np.abs(gram).sum(axis=0).max())
+        rcond, info = sla.lapack.dpocon(chol, anorm, uplo="L")
+        # lambda_min >= ~rcond * ||A||_1 (estimate, allow 10x).
+        if info != 0 or not self._well_conditioned(rcond * anorm / 10):
+            return None
+        return sla.cho_solve((chol, True), sla.cho_solve((chol, True), rhs, check_finite=False))
+
+    def _solve_twice_f32(self, xw, indicators, rhs) -> np.ndarray | None:
+        """``G^-2 rhs`` from a float32 Cholesky refined with the float64 operator, or None."""
+        n, d = xw.shape
+        x32 = xw.astype(np.float32)
+        gram = x32 @ x32.T
+        del x32
+        sq = np.einsum("ij,ij->i", xw, xw)
+        alpha = float(sq.sum()) / n or 1.0
+        gram += np.float32(alpha) * (indicators @ indicators.T).astype(np.float32)
+        anorm = float(np.abs(gram).sum(axis=0).max())
+        chol, info = sla.lapack.spotrf(gram, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            return None
+        rcond, info = sla.lapack.spocon(chol, anorm, uplo="L")
+        if info != 0:
+            return None
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            return xw @ (xw.T @ v) + alpha * (indicators @ (indicators.T @ v))
+
+        def precond(r: np.ndarray) -> np.ndarray:
+            out, _ = sla.lapack.spotrs(chol, r.astype(np.float32), lower=1)
+            return out.astype(np.float64)
+
+        first = self._refine(apply, precond, rhs)
+        if first is None:
+            return None
+        z, rho = first
+        # rho ~ |I - (L L^T)^-1 G|, so lambda_min(G) >= (1 - rho) lambda_min(L L^T);
+        # lambda_min(L L^T) >= ~rcond * ||A||_1 (estimate, allow 10x); count rho twice.
+        if rho >= 0.25 or not self._well_conditioned((1 - 2 * rho) * rcond * anorm / 10):
+            return None
+        second = self._refine(apply, precond, z)
+        return None if second is None else second[0]
+
+    @staticmethod
+    def _refine(apply, precond, b: np.ndarray, max_iter: int = 30):
+        """Iterative refinement of ``A x = b``: ``(x, contraction)``, or None if it stalls.
+
+        ``contraction`` is the relative size of the first correction, an
+        estimate of ``|I - P^-1 A|`` for the preconditioner ``P``.
+        """
+        x = precond(b)
+        rho = prev = math.inf
+        for _ in range(max_iter):
+            dx = precond(b - apply(x))
+            x += dx
+            step = float(np.abs(dx).max()) / (float(np.abs(x).max()) or 1.0)
+            if rho == math.inf:
+                rho = step
+            if step < 1e-15 or (step > 0.5 * prev and step < 1e-13):
+                return x, rho  # at float64 rounding level
+            if step > prev:
+                return None
+            prev = step
+        return None
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coef_")
