@@ -100,6 +100,27 @@ def test_lda_small_side_and_fallbacks():
     assert shrunk.method_ == "sklearn"
 
 
+def test_lda_float32_preconditioned_solve_equals_float64(monkeypatch):
+    """The refined float32 path reaches the float64 Cholesky's answer (and is taken)."""
+    Xtr, ytr, _, _ = _data(n=200, d=400, seed=7)
+    calls = []
+    f32 = SmallSideLDA._solve_twice_f32
+
+    def spy(self, *args):
+        out = f32(self, *args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(SmallSideLDA, "_solve_twice_f32", spy)
+    mixed = SmallSideLDA().fit(Xtr.astype(np.float64), ytr)
+    assert calls == [True]
+    monkeypatch.setattr(SmallSideLDA, "_solve_twice_f32", lambda self, *args: None)
+    exact = SmallSideLDA().fit(Xtr.astype(np.float64), ytr)
+    assert mixed.method_ == exact.method_ == "small-side"
+    np.testing.assert_allclose(mixed.coef_, exact.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(mixed.intercept_, exact.intercept_, rtol=1e-8)
+
+
 def test_xgboost_fits():
     Xtr, ytr, Xte, yte = _data(d=50, seed=2)
     est = get_registry().build_classifier("xgboost", n_estimators=20)
