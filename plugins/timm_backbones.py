@@ -29,9 +29,9 @@ from bench.weights import (
     file_sha256,
     parse_weights,
     random_digest,
-    seeded,
     torch_hub_checkpoints,
 )
+from plugins.timm_support import backbone_from_timm, check_prelogits_layer, weights_label
 
 FAMILY = "timm"
 _HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -82,75 +82,6 @@ def check_model_name(model_name: str) -> str:
     )
 
 
-def backbone_from_timm(
-    name: str,
-    arch: str,
-    *,
-    weights_label: str,
-    weights_digest: str,
-    pretrained: bool,
-    load: Any,
-    seed: int,
-    pretrained_cfg: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Backbone:
-    """Wrap a timm architecture as a Backbone.
-
-    ``load(model)`` puts the chosen weights into a freshly created 1,000-class
-    (or default-head) model; ``None`` keeps the seeded random init.
-    """
-    import timm
-
-    def build(num_classes: int | None) -> Any:
-        kwargs = {} if num_classes is None else {"num_classes": num_classes}
-        with seeded(seed):
-            model = timm.create_model(arch, pretrained=False, **kwargs)
-        return model
-
-    def full() -> Any:
-        model = build(None)
-        if load is not None:
-            load(model)
-        return model
-
-    model = full()
-    cfg = dict(pretrained_cfg or model.pretrained_cfg)
-    head = cfg.get("classifier") or "classifier"
-    if isinstance(head, (list, tuple)):
-        head = head[0]
-    model.reset_classifier(0)
-    model.eval()
-    size = int(cfg.get("input_size", (3, 224, 224))[-1])
-
-    def make_finetune(num_classes: int) -> Any:
-        """Fresh trainable copy with a new ``num_classes`` head at ``head_module``."""
-        net = full()
-        with seeded(seed + 1):
-            net.reset_classifier(int(num_classes))
-        return net.train()
-
-    return Backbone(
-        name=name,
-        input_size=size,
-        feature_dim=int(model.num_features),
-        extractor=model,
-        make_finetune=make_finetune,
-        weights=weights_label,
-        weights_digest=weights_digest,
-        pretrained=pretrained,
-        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
-        interpolation=str(cfg.get("interpolation", "bilinear")),
-        layer="pre-logits",
-        head_module=head,
-        extra={
-            "architecture": f"timm.{arch}",
-            **({"crop_pct_not_applied": cfg["crop_pct"]} if cfg.get("crop_pct") else {}),
-            **(extra or {}),
-        },
-    )
-
-
 def timm_backbone(
     model_name: str,
     weights: str | Path | None = "imagenet",
@@ -163,8 +94,7 @@ def timm_backbone(
 
     name = f"{FAMILY}/{model_name}"
     check_model_name(model_name)
-    if layer not in (None, "", "pre-logits"):
-        raise UserError(f"backbone {name!r}: only layer 'pre-logits' is supported, got {layer!r}")
+    check_prelogits_layer(name, layer)
     choice = parse_weights(weights, name)
     probe = timm.create_model(model_name, pretrained=False, num_classes=0)
     cfg = dict(probe.pretrained_cfg)
@@ -209,7 +139,7 @@ def timm_backbone(
     return backbone_from_timm(
         name,
         model_name,
-        weights_label="imagenet" if choice.kind == "imagenet" else str(path),
+        weights_label=weights_label(choice.kind, path),
         weights_digest=file_sha256(path),
         pretrained=True,
         load=load,
