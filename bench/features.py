@@ -13,7 +13,7 @@ NHWC memory order (``channels_last``), normalised in one fused step.
 On CUDA: bf16 autocast, pinned host memory, non-blocking copies, and JPEG
 files decoded on the GPU with ``torchvision.io.decode_jpeg(device="cuda")``
 in batches (other formats, masks and augmented copies go through the CPU
-path). The CUDA path is written carefully but has NOT been run on a GPU yet.
+path), a one-batch-deep pipeline and cache writes in a background thread.
 """
 
 from __future__ import annotations
@@ -159,12 +159,34 @@ def want_compile(backbone: Backbone, device: str, n_images: int) -> bool:
     )
 
 
+def numerics_tag(device: str) -> str:
+    """What the device's arithmetic adds to a feature's identity.
+
+    CPU features (eager float32, PIL decode) keep the plain key. CUDA features
+    are computed in bf16 from nvjpeg-decoded, GPU-resized pixels and MPS in
+    its own float32 kernels: close to the CPU's (docs/PERFORMANCE.md states the
+    tolerance) but not bit-identical, so they are cached under their own keys.
+    """
+    if device.startswith("cuda"):
+        return "cuda-bf16"
+    if device == "mps":
+        return "mps-fp32"
+    return ""
+
+
 def sample_keys(
-    samples: Samples, backbone: Backbone, digests: Sequence[str], mask: Rects | None = None
+    samples: Samples,
+    backbone: Backbone,
+    digests: Sequence[str],
+    mask: Rects | None = None,
+    device: str = "cpu",
 ) -> list[str]:
-    """The feature-cache key of every sample (backbone, transform, mask, image content)."""
+    """The feature-cache key of every sample (backbone, numerics, transform, mask, image)."""
     mkey, _ = _mask_fns(mask)
     ident = backbone.cache_identity()
+    tag = numerics_tag(device)
+    if tag:
+        ident = f"{ident}|{tag}"
     return [
         feature_key(ident, t.key(), mkey, digests[int(s)])
         for s, t in zip(samples.source, samples.transforms)
@@ -196,7 +218,7 @@ def extract_features(
     dev = resolve_device(device)
     n = len(samples)
     mkey, mask_fn = _mask_fns(mask)
-    keys = sample_keys(samples, backbone, digests, mask)
+    keys = sample_keys(samples, backbone, digests, mask, dev)
     features = np.empty((n, backbone.feature_dim), dtype=np.float32)
     have = cache.get_many(dict.fromkeys(keys)) if cache is not None else {}
     todo: dict[str, list[int]] = {}
@@ -310,7 +332,12 @@ class _Runner:
         return [(row, self.transform(base, t)) for row, t in job.rows]
 
     def _batches(self, jobs: list[_Job], out: queue.Queue, stop: threading.Event) -> None:
-        """Producer thread: decode ahead (bounded window) and emit whole batches."""
+        """Producer thread: decode ahead (bounded window) and emit whole batches.
+
+        A batch is ``(rows, host, encoded)``: ``host`` holds the CPU-decoded
+        images (uint8 NHWC, ``None`` when there are none) and ``encoded`` the
+        JPEG byte tensors left for the GPU, each with its position in the batch.
+        """
         size = self.backbone.input_size
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="lb-decode") as pool:
@@ -318,17 +345,21 @@ class _Runner:
                 it = iter(jobs)
                 ahead = max(2 * self.batch_size, 4 * self.workers)
                 rows: list[int] = []
-                arrays: list[Any] = []
-                buf = np.empty((self.batch_size, size, size, 3), dtype=np.uint8)
+                arrays: list[tuple[int, np.ndarray]] = []
+                encoded: list[tuple[int, Any]] = []
 
                 def flush() -> None:
-                    nonlocal buf
                     if not rows:
                         return
-                    out.put((list(rows), buf[: len(rows)], list(arrays)))
-                    buf = np.empty((self.batch_size, size, size, 3), dtype=np.uint8)
+                    host = None
+                    if arrays:
+                        host = np.empty((len(arrays), size, size, 3), dtype=np.uint8)
+                        for i, (_, img) in enumerate(arrays):
+                            host[i] = img
+                    out.put(_Batch(list(rows), [p for p, _ in arrays], host, list(encoded)))
                     rows.clear()
                     arrays.clear()
+                    encoded.clear()
 
                 while True:
                     while len(window) < ahead:
@@ -340,10 +371,9 @@ class _Runner:
                         break
                     for row, item in window.popleft().result():
                         if isinstance(item, np.ndarray):
-                            buf[len(rows)] = item
-                            arrays.append(None)
+                            arrays.append((len(rows), item))
                         else:
-                            arrays.append(item)  # encoded JPEG, decoded on the GPU
+                            encoded.append((len(rows), item))  # JPEG bytes, decoded on the GPU
                         rows.append(row)
                         if len(rows) == self.batch_size:
                             flush()
@@ -402,47 +432,50 @@ class _Runner:
         self.compiled = True
         return forward
 
-    def _to_input(self, batch: np.ndarray, encoded: list[Any]) -> Any:
+    def _normalise(self, x: Any) -> Any:
+        """uint8 NCHW (any memory format) -> normalised float32, channels_last."""
         torch = self.torch
-        mean = torch.tensor(self.backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2)  # NCHW view of NHWC = channels_last
-        if self.cuda or self.device == "mps":
-            if self.cuda:
-                x = x.pin_memory()
-            x = x.to(self.device, non_blocking=True)
-            if any(e is not None for e in encoded):
-                x = self._gpu_decode_into(x, encoded)
-            mean, std = mean.to(self.device), std.to(self.device)
-        scale = 1.0 / (255.0 * std)
-        return torch.addcmul(-mean / std, x.float(), scale).contiguous(
+        mean = torch.tensor(self.backbone.mean, dtype=torch.float32, device=x.device)
+        std = torch.tensor(self.backbone.std, dtype=torch.float32, device=x.device)
+        mean, std = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
+        return torch.addcmul(-mean / std, x.float(), 1.0 / (255.0 * std)).contiguous(
             memory_format=torch.channels_last
         )
 
-    def _gpu_decode_into(self, x: Any, encoded: list[Any]) -> Any:
-        """Decode the batch's JPEGs on the GPU (nvjpeg, batched) and resize them in place."""
+    def _to_input(self, batch: _Batch) -> Any:
+        """The batch as the network's normalised input on the device."""
         torch = self.torch
-        import torch.nn.functional as F
+        if not (self.cuda or self.device == "mps"):
+            x = torch.from_numpy(batch.host).permute(0, 3, 1, 2)  # NCHW view of NHWC
+            return self._normalise(x)
+        size = self.backbone.input_size
+        n = len(batch.rows)
+        if not batch.encoded:
+            host = torch.from_numpy(batch.host).permute(0, 3, 1, 2)
+            if self.cuda:
+                host = host.pin_memory()
+            return self._normalise(host.to(self.device, non_blocking=True))
+        x = torch.empty((n, 3, size, size), dtype=torch.uint8, device=self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if batch.host is not None:
+            host = torch.from_numpy(batch.host).permute(0, 3, 1, 2).pin_memory()
+            pos = torch.tensor(batch.host_pos, device=self.device)
+            x[pos] = host.to(self.device, non_blocking=True)
+        self._gpu_decode_into(x, batch.encoded)
+        return self._normalise(x)
+
+    def _gpu_decode_into(self, x: Any, encoded: list[tuple[int, Any]]) -> None:
+        """Decode JPEGs on the GPU (nvjpeg, one batched call), resize per shape group, fill ``x``."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        idx = [i for i, e in enumerate(encoded) if e is not None]
-        images = decode_jpeg([encoded[i] for i in idx], mode=ImageReadMode.RGB, device=self.device)
-        size = self.backbone.input_size
-        mode = self.backbone.interpolation
-        mode = mode if mode in ("bilinear", "bicubic", "nearest") else "bilinear"
-        x = x.clone()
-        for i, img in zip(idx, images):
-            if img.shape[-2:] != (size, size):
-                img = F.interpolate(
-                    img[None].float(),
-                    size=(size, size),
-                    mode=mode,
-                    antialias=mode != "nearest",
-                    align_corners=False if mode != "nearest" else None,
-                )[0]
-                img = img.round_().clamp_(0, 255).to(torch.uint8)
-            x[i] = img
-        return x
+        images = decode_jpeg([e for _, e in encoded], mode=ImageReadMode.RGB, device=x.device)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+        for members in groups.values():
+            stack = self.torch.stack([images[i] for i in members])
+            pos = self.torch.tensor([encoded[i][0] for i in members], device=x.device)
+            x[pos] = resize_uint8(stack, self.backbone.input_size, self.backbone.interpolation)
 
     def run(
         self,
@@ -454,7 +487,12 @@ class _Runner:
         progress: bool,
         label: str,
     ) -> int:
-        """Compute every missing row; returns how many source images were decoded."""
+        """Compute every missing row; returns how many source images were decoded.
+
+        On CUDA the loop is pipelined one batch deep: batch k+1 is launched
+        before batch k's features are copied back, and cache entries are
+        written by a background thread, so neither waits for the other.
+        """
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)
         q: queue.Queue = queue.Queue(maxsize=3)
@@ -465,10 +503,30 @@ class _Runner:
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
         )
+        writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
+        writes: list[Future] = []
         wait = compute = 0.0
         done = 0
         t_start = time.perf_counter()
         bar = _progress(progress, total, label)
+        in_flight: tuple[list[int], Any, Any] | None = None
+
+        def finish(rows: list[int], out: Any, event: Any) -> None:
+            nonlocal done
+            if event is not None:
+                event.synchronize()
+            vecs = out.numpy()
+            features[rows] = vecs
+            computed = {}
+            for row, vec in zip(rows, vecs):
+                key = keys[row]
+                computed[key] = features[row]
+                for dup in todo[key][1:]:
+                    features[dup] = vec
+            if writer is not None:
+                writes.append(writer.submit(cache.put_many, computed, self.backbone.name))
+            done += len(rows)
+
         producer.start()
         try:
             with bar as tracker, torch.inference_mode(), autocast:
@@ -480,23 +538,30 @@ class _Runner:
                         break
                     if isinstance(item, BaseException):
                         raise item
-                    rows, batch, encoded = item
                     tc = time.perf_counter()
-                    out = forward(self._to_input(batch, encoded)).float()
+                    out = forward(self._to_input(item)).float()
+                    event = None
                     if self.cuda:
-                        out = out.to("cpu", non_blocking=False)
-                    vecs = out.numpy()
+                        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+                        host.copy_(out, non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record()
+                        out = host
+                    elif self.device == "mps":
+                        out = out.to("cpu")
+                    if in_flight is not None:
+                        finish(*in_flight)
+                    in_flight = (item.rows, out, event)
+                    if not self.cuda:
+                        finish(*in_flight)
+                        in_flight = None
                     compute += time.perf_counter() - tc
-                    features[rows] = vecs
-                    computed = {}
-                    for row, vec in zip(rows, vecs):
-                        key = keys[row]
-                        computed[key] = vec
-                        for dup in todo[key][1:]:
-                            features[dup] = vec
-                    if cache is not None:
-                        cache.put_many(computed, backbone=self.backbone.name)
-                    done += len(rows)
+                    tracker(done)
+                    while writes and writes[0].done():
+                        writes.pop(0).result()  # a failed cache write stops the run
+                if in_flight is not None:
+                    finish(*in_flight)
+                    in_flight = None
                     tracker(done)
         finally:
             stop.set()
@@ -504,6 +569,10 @@ class _Runner:
                 with contextlib.suppress(queue.Empty):
                     q.get(timeout=0.05)
             producer.join()
+            if writer is not None:  # whatever was computed reaches the cache, even on Ctrl-C
+                writer.shutdown(wait=True)
+        for fut in writes:
+            fut.result()  # re-raise a failed cache write
         elapsed = time.perf_counter() - t_start
         self.stats = {
             "batch_size": self.batch_size,
@@ -516,6 +585,35 @@ class _Runner:
             "forward_seconds": round(compute, 4),
         }
         return self._n_decoded
+
+
+def resize_uint8(images: Any, size: int, interpolation: str) -> Any:
+    """A uint8 ``(N, 3, H, W)`` tensor resized to ``size`` x ``size`` on its own device.
+
+    Float interpolation (antialiased when shrinking), rounded back to uint8 as
+    PIL does; pixels may differ from PIL's fixed-point resize by one level.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    mode = interpolation if interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+    kwargs: dict[str, Any] = {}
+    if mode != "nearest":
+        kwargs = {"antialias": True, "align_corners": False}
+    out = F.interpolate(images.float(), size=(size, size), mode=mode, **kwargs)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@dataclass
+class _Batch:
+    """One batch from the decode thread (see :meth:`_Runner._batches`)."""
+
+    rows: list[int]
+    host_pos: list[int]
+    host: np.ndarray | None
+    encoded: list[tuple[int, Any]]
 
 
 def _gpu_jpeg_available() -> bool:

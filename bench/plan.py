@@ -17,16 +17,17 @@ def plan_rows(suite: Suite, registry: Registry) -> tuple[dict[str, Any], list[di
     from bench.cache_paths import run_workdir
     from bench.feature_cache import FeatureCache
     from bench.features import sample_keys
-    from bench.runner import RunState, prepare_data, samples_for, splits_for
+    from bench.runner import RunState, prepare_data, resolve_device, samples_for, splits_for
 
     data = prepare_data(suite, registry)
+    device = resolve_device(suite.config["run"]["device"])
     state = RunState(
         suite=suite,
         registry=registry,
         data=data,
         console=Console(stderr=True),
         progress=False,
-        device="cpu",
+        device=device,
         cache=FeatureCache(),
         decoded=None,
     )
@@ -54,7 +55,7 @@ def plan_rows(suite: Suite, registry: Registry) -> tuple[dict[str, Any], list[di
                     rows.append(row)
                     continue
                 if proto["kind"] == "features":
-                    keys = sample_keys(samples, backbone, data.digests, state.mask)
+                    keys = sample_keys(samples, backbone, data.digests, state.mask, device)
                     cached = state.cache.count(keys)
                     row["status"] = f"{cached} cached, {len(keys) - cached} to extract"
                 else:

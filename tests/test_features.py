@@ -111,27 +111,68 @@ def test_alexnet_pipeline_matches_eager_fp32(tiny) -> None:
         np.testing.assert_allclose(res.features[i], want, rtol=1e-4, atol=1e-4)
 
 
-def test_interrupted_run_resumes(tiny, monkeypatch) -> None:
+def test_interrupted_run_resumes(tiny) -> None:
+    """Ctrl-C during the third batch: the two finished batches reach the cache."""
     iset, digests, cache = tiny
     bb = _tiny_backbone()
     samples = Samples.originals(iset)
-    real_put = cache.put_many
     calls = {"n": 0}
 
-    def put_then_interrupt(items, backbone=""):
+    def interrupt_third_batch(module, args):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:
             raise KeyboardInterrupt
-        real_put(items, backbone=backbone)
 
-    monkeypatch.setattr(cache, "put_many", put_then_interrupt)
+    hook = bb.extractor.register_forward_pre_hook(interrupt_third_batch)
     with pytest.raises(KeyboardInterrupt):
         extract_features(samples, bb, digests=digests, cache=cache, progress=False, batch_size=4)
-    monkeypatch.undo()
+    hook.remove()
     resumed = extract_features(
         samples, bb, digests=digests, cache=cache, progress=False, batch_size=4
     )
-    assert resumed.n_cached == 4 and resumed.n_computed == 6
+    assert resumed.n_cached == 8 and resumed.n_computed == 2
+
+
+def test_failed_cache_write_stops_the_run(tiny, monkeypatch) -> None:
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+
+    def disk_full(items, backbone=""):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "put_many", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        extract_features(
+            Samples.originals(iset), bb, digests=digests, cache=cache, progress=False, batch_size=4
+        )
+
+
+def test_gpu_decode_path_runs_on_cpu_tensors(tmp_path) -> None:
+    """The nvjpeg branch's logic (one batched decode, per-shape resize) with CPU tensors."""
+    import torch
+    from PIL import Image
+
+    from bench.features import _Batch, _Runner
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, shape in enumerate([(40, 40), (40, 40), (24, 30)]):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(path, quality=95)
+        paths.append(path)
+    runner = _Runner(_tiny_backbone(), "cpu", 4, 1, None, "", None)
+    encoded = [
+        (2 - i, torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8))
+        for i, p in enumerate(paths)
+    ]
+    x = torch.zeros((3, 3, 32, 32), dtype=torch.uint8)
+    runner._gpu_decode_into(x, encoded)
+    for i, path in enumerate(paths):
+        want = torch.from_numpy(decode_resized(path, 32, "bilinear")).permute(2, 0, 1)
+        diff = (x[2 - i].int() - want.int()).abs()
+        assert float(diff.float().mean()) < 1.0 and int(diff.max()) <= 8, path
+    out = runner._to_input(_Batch([0], [0], np.zeros((1, 32, 32, 3), np.uint8), []))
+    assert out.shape == (1, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_augmented_copies_decode_each_source_once(tiny) -> None:

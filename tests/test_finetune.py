@@ -426,3 +426,17 @@ def test_efficientnet_lite0_finetunes_on_cnmc_mini_grouped_by_patient(dataset_di
     # pretrained weights + 1 epoch rank held-out patients' cells better than chance (0.875 measured)
     assert res.metrics["roc_auc"] > 0.6
     print(f"cnmc2019_mini efficientnet_lite0 1 epoch: {res.metrics} {res.images_per_s:.1f} img/s")
+
+
+@pytest.mark.parametrize(
+    "options, why",
+    [
+        ({"optimizer": "adam"}, "optimizer 'adam'"),
+        ({"schedule": "cosine"}, "schedule 'cosine'"),
+        ({"amp": "fp16"}, "amp 'fp16'"),
+    ],
+)
+def test_cuda_graph_refuses_what_it_cannot_capture(options, why) -> None:
+    with pytest.raises(UserError, match=why):
+        FinetuneSettings.from_options({"cuda_graph": True, **options})
+    assert FinetuneSettings.from_options({"cuda_graph": True, "amp": "bf16"}).cuda_graph

@@ -40,6 +40,7 @@ from bench.data.imageset import Samples, Transform
 from bench.device import resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.features import DecodedImages, _mask_fns
+from bench.protocols.graph_step import GraphedStep, graph_unsupported
 from bench.registry import suggest
 
 OPTIMIZERS = ("sgdm", "sgd", "adam", "adamw")
@@ -58,7 +59,8 @@ class FinetuneSettings:
     learning rate (MATLAB's ``WeightLearnRateFactor``). ``patience > 0`` turns on
     early stopping on a validation split of ``val_fraction`` of the *training*
     groups (never the test side). ``drop_last`` discards the last partial
-    mini-batch of an epoch, as MATLAB does. ``amp`` applies on CUDA only.
+    mini-batch of an epoch, as MATLAB does. ``amp`` and ``cuda_graph`` (the whole step captured once as a CUDA graph,
+    :mod:`bench.protocols.graph_step`) apply on CUDA only.
     """
 
     batch_size: int = 5
@@ -77,6 +79,7 @@ class FinetuneSettings:
     aug_scheme: str = "loey2020"
     amp: str = "none"
     channels_last: bool = False
+    cuda_graph: bool = False
     device: str = "auto"
     drop_last: bool = True
     eval_batch_size: int = 64
@@ -147,6 +150,9 @@ class FinetuneSettings:
             raise UserError("finetune: 'patience' must be >= 0 and 'val_fraction' in [0, 1)")
         if self.patience > 0 and self.val_fraction == 0:
             raise UserError("finetune: early stopping ('patience' > 0) needs 'val_fraction' > 0")
+        why = graph_unsupported(self.optimizer, self.schedule, self.amp)
+        if self.cuda_graph and why:
+            raise UserError(f"finetune: 'cuda_graph = true' cannot capture {why}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -398,11 +404,13 @@ def _set_mode(model: nn.Module, head: nn.Module | None, settings: FinetuneSettin
         model.train()
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+def _autocast(
+    device: torch.device, amp: str, cache_enabled: bool = True
+) -> contextlib.AbstractContextManager:
     if device.type != "cuda" or amp == "none":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cuda", dtype=dtype, cache_enabled=cache_enabled)
 
 
 # -- the protocol -----------------------------------------------------------------------------
@@ -597,6 +605,32 @@ class _FoldContext:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.to(self.device, non_blocking=True)
 
+    def _show(
+        self,
+        bar: Any,
+        task: Any,
+        pending: list,
+        t0: float,
+        epoch: int,
+        steps: int,
+        step: int,
+        fold: int,
+        n_folds: int,
+        loss: torch.Tensor,
+    ) -> None:
+        """Progress every 20 steps (reading the loss waits for the GPU, so not every step)."""
+        if task is None or not (step % 20 == 19 or step == steps - 1):
+            return
+        elapsed = time.perf_counter() - t0
+        done = sum(p[0] for p in pending)
+        bar.update(
+            task,
+            completed=epoch * steps + step + 1,
+            description=f"fold {fold + 1}/{n_folds} epoch {epoch + 1}/{self.settings.epochs}",
+            loss=float(loss.detach()),
+            ips=done / max(elapsed, 1e-9),
+        )
+
     # -- one fold -------------------------------------------------------------------------------
     def run_fold(
         self,
@@ -685,6 +719,8 @@ class _FoldContext:
             )
             bar.update(task, completed=st["epoch"] * steps)
 
+        use_graph = s.cuda_graph and self.device.type == "cuda"
+        graphed: GraphedStep | None = None
         while st["epoch"] < s.epochs and not st["stopped"]:
             epoch = st["epoch"]
             torch.manual_seed(derive_seed(self.seed, fold, "epoch", epoch))
@@ -706,11 +742,27 @@ class _FoldContext:
                     self.bank.batch(batch_idx, None if transforms is None else transforms[sl])
                 )
                 y = torch.from_numpy(labels[batch_idx]).to(self.device, non_blocking=True)
+                lr = optimizer.param_groups[-1]["lr"]
+                if use_graph and len(batch_idx) == s.batch_size:
+                    if graphed is None:
+                        graphed = GraphedStep(
+                            model,
+                            criterion,
+                            optimizer,
+                            x,
+                            y,
+                            lambda: _autocast(self.device, s.amp, cache_enabled=False),
+                        )
+                    logits, loss = graphed(x, y)
+                    logits, loss = logits.detach().clone(), loss.detach().clone()
+                    pending.append((len(batch_idx), loss, (logits.argmax(1) == y).sum(), lr))
+                    self._show(bar, task, pending, t0, epoch, steps, step, fold, n_folds, loss)
+                    continue
                 with _autocast(self.device, s.amp):
                     logits = model(x)
                     loss = criterion(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                lr = optimizer.param_groups[-1]["lr"]
+                # a captured step owns the .grad tensors: zero them in place, never drop them
+                optimizer.zero_grad(set_to_none=graphed is None)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
@@ -722,16 +774,7 @@ class _FoldContext:
                     scheduler.step()
                 correct = (logits.detach().argmax(1) == y).sum()
                 pending.append((len(batch_idx), loss.detach(), correct, lr))
-                if task is not None and (step % 5 == 4 or step == steps - 1):
-                    elapsed = time.perf_counter() - t0
-                    done = sum(p[0] for p in pending)
-                    bar.update(
-                        task,
-                        completed=epoch * steps + step + 1,
-                        description=f"fold {fold + 1}/{n_folds} epoch {epoch + 1}/{s.epochs}",
-                        loss=float(loss.detach()),
-                        ips=done / max(elapsed, 1e-9),
-                    )
+                self._show(bar, task, pending, t0, epoch, steps, step, fold, n_folds, loss)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             epoch_s = time.perf_counter() - t0
