@@ -12,16 +12,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import torch, torchvision, timm, sklearn; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'sklearn', sklearn.__version__, 'cpus', __import__('os').cpu_count())" | tee -a "$out/gpu.txt"
 case "$phase" in
 bench)
-  timeout 150 python3 -m pytest benchmarks/test_bench_extract_cuda.py --benchmark-enable -s -q \
+  timeout 120 python3 -m pytest benchmarks/test_bench_extract_cuda.py --benchmark-enable -s -q \
     -p no:cacheprovider --benchmark-json "$out/bench_extract_cuda.json" 2>&1 | tee "$out/bench_extract.log"
-  timeout 100 python3 -m pytest benchmarks/test_bench_finetune_cuda.py --benchmark-enable -s -q \
+  timeout 80 python3 -m pytest benchmarks/test_bench_finetune_cuda.py --benchmark-enable -s -q \
     -p no:cacheprovider --benchmark-json "$out/bench_finetune_cuda.json" 2>&1 | tee "$out/bench_finetune.log"
   ;;
 finetune)
   aria="$data/aria_all_pbs_binary"
   timeout "${HOLDOUT_LIMIT:-200}" leukobench run suites/study/aria-finetune-gpu.toml --data "$aria" \
     --results-dir "$out" --no-progress 2>&1 | tee "$out/finetune_holdout.log"
-  timeout "${KFOLD_LIMIT:-150}" leukobench run suites/study/aria-finetune-gpu-10fold.toml --data "$aria" \
+  timeout "${KFOLD_LIMIT:-130}" leukobench run suites/study/aria-finetune-gpu-10fold.toml --data "$aria" \
     --results-dir "$out" --no-progress 2>&1 | tee "$out/finetune_10fold.log"
   ;;
 *) echo "usage: $0 bench|finetune DATA_ROOT OUT" >&2; exit 2 ;;
