@@ -1,0 +1,680 @@
+"""Exact, vectorised re-implementation of scikit-learn's best-first Gini decision tree.
+
+:func:`build_tree` grows the tree that ``DecisionTreeClassifier(criterion="gini",
+splitter="best", max_features=None, max_leaf_nodes=L)`` grows (scikit-learn
+1.9's ``BestFirstTreeBuilder`` + ``BestSplitter`` + ``Gini``): same features,
+thresholds, impurities, node sizes and values, node for node. Instead of
+sorting every feature at every node it sorts every feature once
+(:class:`Presort`) and then, per node, keeps each feature's samples in sorted
+order by stable partitioning, evaluating every split position of every feature
+with a handful of whole-array numpy operations.
+
+Data layout: for each feature the samples whose value exceeds the column
+minimum ("explicit" entries, sorted by value) follow one header slot that
+stands for all samples sitting at the column minimum (ReLU features are ~65%
+zeros, so this skips most of the work). Each entry packs its sample's class,
+its value group ``G`` (dense rank of distinct values, 0 = the column minimum)
+and ``LG``, the number of groups whose ``float32(v + 1e-7)`` lies below its
+value, so scikit-learn's "``v[p] > v[p-1] + FEATURE_THRESHOLD``" test is the
+integer test ``G[p-1] < LG[p]``.
+
+Exactness rules reproduced (see sklearn/tree/_splitter.pyx, _partitioner.pyx,
+_criterion.pyx, _tree.pyx, _utils.pyx):
+
+* split positions: between distinct sorted values with ``Xf[p] > Xf[p-1] + 1e-7``
+  (float32 arithmetic), both sides ``>= min_samples_leaf``; threshold
+  ``Xf[p-1] / 2 + Xf[p] / 2`` in float64;
+* the proxy ``-n_R * gini_R - n_L * gini_L`` and impurities in float64 with the
+  Criterion's operation order (candidates are pre-selected with a float32
+  bound, then scored exactly), the first best in visit order wins;
+* visit order: the splitter's Fisher-Yates over its persistent ``features``
+  array driven by its xorshift ``rand_r`` state (``d`` draws per searched
+  node, whatever is constant); only simulated when features tie exactly;
+* best-first frontier: libstdc++ ``push_heap``/``pop_heap`` on improvement,
+  children searched left then right when their parent is expanded; nodes that
+  are leaves up front (pure, too small, too deep) consume no draws.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FEATURE_THRESHOLD = np.float32(1e-7)
+EPSILON = float(np.finfo(np.float64).eps)
+RAND_R_MAX = 0x7FFFFFFF
+TREE_LEAF = -1
+TREE_UNDEFINED = -2
+_Q_RTOL = 1e-5  # float32 pre-selection slack (its error is < 1e-6 relative)
+
+
+# -- the splitter's random numbers ---------------------------------------------------
+
+
+def _xorshift(s: np.ndarray) -> np.ndarray:
+    """One step of scikit-learn's ``our_rand_r`` state update (uint32, vectorised)."""
+    s = s ^ (s << np.uint32(13))
+    s = s ^ (s >> np.uint32(17))
+    return s ^ (s << np.uint32(5))
+
+
+_POWERS: dict[int, np.ndarray] = {}
+_POWERS_LOCK = threading.Lock()
+
+
+def _powers(d: int) -> np.ndarray:
+    """``P[k, b]`` = state after ``k + 1`` steps from state ``1 << b`` (xorshift is GF(2)-linear)."""
+    with _POWERS_LOCK:
+        if d not in _POWERS:
+            out = np.empty((d, 32), dtype=np.uint32)
+            s = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
+            for k in range(d):
+                s = _xorshift(s)
+                out[k] = s
+            _POWERS[d] = out
+        return _POWERS[d]
+
+
+def _advance(powers: np.ndarray, state: int, k: int) -> np.ndarray:
+    """States after 1..k steps from ``state`` (``state != 0``)."""
+    bits = [b for b in range(32) if (state >> b) & 1]
+    return np.bitwise_xor.reduce(powers[:k, bits], axis=1)
+
+
+class _FeatureShuffle:
+    """The splitter's ``features`` array and RNG, replayed lazily node by node."""
+
+    def __init__(self, d: int, rand_r_state: int) -> None:
+        self.d = d
+        self.state0 = rand_r_state or 1  # our_rand_r replaces a zero seed by 1
+        self.pending: list[np.ndarray] = []  # constant-feature flags per searched node
+        self.done = 0
+        self.state = self.state0
+        self.features = list(range(d))
+        self.ranks: dict[int, np.ndarray] = {}
+
+    def searched(self, constant: np.ndarray) -> int:
+        """Register one split search (it consumes ``d`` draws); return its index."""
+        self.pending.append(constant)
+        return len(self.pending) - 1
+
+    def visit_rank(self, index: int) -> np.ndarray:
+        """``rank[f]``: when search ``index`` visited non-constant feature ``f``."""
+        if index in self.ranks:
+            return self.ranks[index]
+        powers = _powers(self.d)
+        d = self.d
+        span = np.arange(d, 0, -1, dtype=np.int64)
+        while self.done <= index:
+            states = _advance(powers, self.state, d)
+            draws = ((states & np.uint32(RAND_R_MAX)).astype(np.int64) % span).tolist()
+            constant = self.pending[self.done].tolist()
+            feats = self.features
+            lo, hi = 0, d
+            order: list[int] = []
+            for r in draws:
+                j = lo + r
+                f = feats[j]
+                if constant[f]:
+                    feats[j] = feats[lo]
+                    feats[lo] = f
+                    lo += 1
+                else:
+                    hi -= 1
+                    feats[j] = feats[hi]
+                    feats[hi] = f
+                    order.append(f)
+            rank = np.full(d, d, dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self.ranks[self.done] = rank
+            self.state = int(states[-1])
+            self.done += 1
+        return self.ranks[index]
+
+
+# -- presorted columns -------------------------------------------------------------
+
+
+def _order_bits(v: np.ndarray) -> np.ndarray:
+    """float32 -> uint64 whose integer order is the float order."""
+    u = v.view(np.uint32).astype(np.uint64)
+    neg = (u >> np.uint64(31)).astype(bool)
+    return np.where(neg, ~u & np.uint64(0xFFFFFFFF), u | np.uint64(0x80000000))
+
+
+class Presort:
+    """Every feature of ``X`` (float32, finite) sorted once; reusable for any row subset.
+
+    Flat layout, feature after feature: one header slot (the samples at the
+    column minimum) then the samples above it in ascending value order.
+    ``sid`` holds row indices (``n_rows`` in header slots), ``glg`` packs
+    ``LG << gbits | G`` (int32 when it fits).
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        X = np.asarray(X, dtype=np.float32)
+        if not np.isfinite(X).all():
+            raise ValueError("Presort needs finite features")
+        n, d = X.shape
+        self.X = X
+        self.n_rows, self.n_features = n, d
+        xt = np.ascontiguousarray(X.T)
+        self.colmin = xt.min(axis=1) if n else np.zeros(d, dtype=np.float32)
+        flat = np.flatnonzero(xt > self.colmin[:, None])
+        sbits, cbits = max(1, int(n).bit_length()), max(1, int(d).bit_length())
+        if cbits + 32 + sbits <= 63 and n:
+            col, rows = np.divmod(flat, n)
+            key = (col.astype(np.uint64) << np.uint64(32 + sbits)) | (
+                _order_bits(xt.ravel().take(flat)) << np.uint64(sbits)
+            )
+            key |= rows.astype(np.uint64)
+            key.sort()
+            col = (key >> np.uint64(32 + sbits)).astype(np.int64)
+            rows = (key & np.uint64((1 << sbits) - 1)).astype(np.int64)
+            del key
+        else:  # pragma: no cover - huge inputs
+            col, rows = np.divmod(flat, max(n, 1))
+            order = np.lexsort((rows, xt.ravel().take(flat), col))
+            col, rows = col[order], rows[order]
+        del flat
+        vals = xt.ravel().take(col * n + rows)
+        del xt
+        counts = np.bincount(col, minlength=d)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        ne = len(vals)
+        # value groups: 0 = column minimum, then dense ranks of distinct values
+        first = np.ones(ne, dtype=bool)
+        if ne:
+            first[1:] = (col[1:] != col[:-1]) | (vals[1:] != vals[:-1])
+        gcum = np.cumsum(first)
+        base = np.zeros(d, dtype=np.int64)
+        base[counts > 0] = gcum[starts[counts > 0]] - 1
+        group = gcum - np.repeat(base, counts)
+        del gcum
+        lim = self._limits(col, vals, first, group, starts, counts)
+        self.gbits = max(1, int(group.max(initial=0) + 1).bit_length())
+        dtype = np.int32 if 2 * self.gbits <= 31 else np.int64
+        total = ne + d
+        self.hdr = starts + np.arange(d)
+        self.sid = np.full(total, n, dtype=np.int32)
+        self.glg = np.zeros(total, dtype=dtype)
+        pos = np.arange(ne) + col + 1
+        self.sid[pos] = rows
+        self.glg[pos] = (lim << self.gbits) | group
+
+    def _limits(self, col, vals, first, group, starts, counts) -> np.ndarray:
+        """``LG``: number of groups ``g`` of the column with ``float32(v_g + 1e-7) < v``.
+
+        Equal to ``G`` except in chains of distinct values closer than 1e-7.
+        """
+        lim = group.copy()
+        if not len(vals):
+            return lim
+        prev = np.empty_like(vals)
+        prev[1:] = vals[:-1]
+        colfirst = starts[counts > 0]
+        prev[colfirst] = self.colmin[col[colfirst]]
+        close = first & (vals <= prev + FEATURE_THRESHOLD)
+        if not close.any():
+            return lim
+        # per-column group tables, group 0 = column minimum: gv[gstart[f] + g]
+        gidx = np.flatnonzero(first)
+        ngroups = np.bincount(col[gidx], minlength=self.n_features) + 1
+        gstart = np.concatenate(([0], np.cumsum(ngroups)[:-1]))
+        gv = np.empty(int(ngroups.sum()), dtype=np.float32)
+        gv[gstart] = self.colmin
+        gv[gstart[col[gidx]] + group[gidx]] = vals[gidx]
+        bound = gv + FEATURE_THRESHOLD  # float32 sum, as the partitioner's
+        # walk each close group back to the first group whose bound reaches its value
+        at = np.flatnonzero(close)
+        target = vals[at]
+        lo = gstart[col[at]]
+        cand = lo + group[at] - 1  # bound[cand] >= target (close)
+        active = np.flatnonzero(cand > lo)
+        while len(active):
+            step = bound[cand[active] - 1] >= target[active]
+            active = active[step]
+            cand[active] -= 1
+            active = active[cand[active] > lo[active]]
+        glim = np.arange(len(gv)) - np.repeat(gstart, ngroups)
+        glim[gstart[col[at]] + group[at]] = cand - lo
+        return glim[gstart[col] + group]
+
+    def subset(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sid, glg, hdr)`` restricted to ``rows`` (sid renumbered 0..len(rows)-1)."""
+        if rows is None:
+            return self.sid.astype(np.intp), self.glg, self.hdr
+        rows = np.asarray(rows, dtype=np.int64)
+        local = np.full(self.n_rows + 1, -1, dtype=np.intp)
+        local[rows] = np.arange(len(rows), dtype=np.intp)
+        local[self.n_rows] = len(rows)
+        mapped = local.take(self.sid)
+        keep = np.flatnonzero(mapped >= 0)
+        return mapped.take(keep), self.glg.take(keep), np.searchsorted(keep, self.hdr)
+
+    def value(self, feature: int, row: int) -> float:
+        return float(self.X[row, feature])
+
+
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_presort(owner: Any, X: np.ndarray) -> Presort:
+    """One :class:`Presort` of ``X`` per ``owner`` object (e.g. a CV run's shared data)."""
+    with _SHARED_LOCK:
+        entry = _SHARED.get(owner)
+        if entry is None:
+            entry = _SHARED[owner] = [threading.Lock(), None]
+    with entry[0]:
+        if entry[1] is None:
+            entry[1] = Presort(X)
+        return entry[1]
+
+
+# -- the builder -------------------------------------------------------------------
+
+
+@dataclass
+class TreeArrays:
+    """What ``sklearn.tree._tree.Tree.__setstate__`` takes (``nodes``: NODE_DTYPE fields)."""
+
+    left_child: np.ndarray
+    right_child: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    impurity: np.ndarray
+    n_node_samples: np.ndarray
+    weighted_n_node_samples: np.ndarray
+    missing_go_to_left: np.ndarray
+    value: np.ndarray  # (node_count, 1, n_classes)
+    max_depth: int
+
+
+@dataclass
+class _Node:
+    node_id: int
+    depth: int
+    impurity: float
+    samples: np.ndarray
+    counts: np.ndarray
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    is_leaf: bool = True
+    improvement: float = 0.0
+    feature: int = TREE_UNDEFINED
+    entry: int = -1
+    n_left: int = 0
+    left_counts: np.ndarray | None = None
+    impurity_left: float = 0.0
+    impurity_right: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _gini(counts: np.ndarray, n: float) -> float:
+    """Gini's ``1 - sum(count_k^2) / n^2`` in the Criterion's operation order."""
+    sq = 0.0
+    for c in counts.tolist():
+        sq += float(c) * float(c)
+    return 1.0 - sq / (n * n)
+
+
+def _heap_push(heap: list, rec: _Node) -> None:
+    """libstdc++ ``push_heap`` with ``comp(a, b) = a.improvement < b.improvement``."""
+    heap.append(rec)
+    hole = len(heap) - 1
+    parent = (hole - 1) // 2
+    while hole > 0 and heap[parent].improvement < rec.improvement:
+        heap[hole] = heap[parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    heap[hole] = rec
+
+
+def _heap_pop(heap: list) -> _Node:
+    """libstdc++ ``pop_heap`` (``__adjust_heap`` then ``__push_heap``) + ``pop_back``."""
+    n = len(heap)
+    if n > 1:
+        value = heap[n - 1]
+        heap[n - 1] = heap[0]
+        length = n - 1
+        hole = 0
+        child = 0
+        while child < (length - 1) // 2:
+            child = 2 * (child + 1)
+            if heap[child].improvement < heap[child - 1].improvement:
+                child -= 1
+            heap[hole] = heap[child]
+            hole = child
+        if (length & 1) == 0 and child == (length - 2) // 2:
+            child = 2 * (child + 1)
+            heap[hole] = heap[child - 1]
+            hole = child - 1
+        parent = (hole - 1) // 2
+        while hole > 0 and heap[parent].improvement < value.improvement:
+            heap[hole] = heap[parent]
+            hole = parent
+            parent = (hole - 1) // 2
+        heap[hole] = value
+    return heap.pop()
+
+
+class _Builder:
+    def __init__(
+        self,
+        presort: Presort,
+        rows: np.ndarray | None,
+        y: np.ndarray,
+        n_classes: int,
+        *,
+        max_leaf_nodes: int,
+        min_samples_split: int,
+        min_samples_leaf: int,
+        max_depth: int,
+        min_impurity_decrease: float,
+        rand_r_state: int,
+    ) -> None:
+        self.presort = presort
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.y = np.asarray(y, dtype=np.int64)
+        self.n = len(self.y)
+        self.k = n_classes
+        self.d = presort.n_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.mss = min_samples_split
+        self.msl = min_samples_leaf
+        self.max_depth = max_depth
+        self.min_impurity_decrease = min_impurity_decrease
+        self.shuffle = _FeatureShuffle(self.d, rand_r_state)
+        self.ybits = max(1, int(n_classes - 1).bit_length())
+        bits = 2 * presort.gbits + self.ybits
+        if bits > 63:  # pragma: no cover - > 2^30 distinct values
+            raise ValueError("too many distinct feature values for the packed layout")
+        self.key_dtype = np.int32 if bits <= 31 else np.int64
+        self.nodes: list[dict] = []
+        self.values: list[np.ndarray] = []
+
+    # -- one node's best split -------------------------------------------------------
+
+    def _search(self, rec: _Node) -> None:
+        """BestSplitter.node_split_best on ``rec``; fills the split fields (or leaves it a leaf)."""
+        key, sid, hdr = rec.arrays
+        m, k, d, msl = len(rec.samples), self.k, self.d, self.msl
+        total = rec.counts
+        e_count = len(key)
+        ends = np.empty(d, dtype=np.int64)
+        ends[:-1] = hdr[1:]
+        ends[-1] = e_count
+        sizes = ends - hdr
+        zeros = m - (sizes - 1)  # samples at the column minimum
+        yb, gmask = self.ybits, (1 << self.presort.gbits) - 1
+        grp = (key >> yb) & gmask
+        lim = key >> (yb + self.presort.gbits)
+        first = np.where(zeros > 0, hdr, hdr + 1)
+        constant = ~(grp[np.minimum(first, ends - 1)] < lim[ends - 1])
+        index = self.shuffle.searched(constant)
+        valid = np.empty(e_count, dtype=bool)
+        np.less(grp[:-1], lim[1:], out=valid[:-1])
+        valid[-1] = False
+        del grp, lim
+        if msl == 1:  # n_L = 0 only in empty header slots; n_L = m is never valid
+            valid[hdr[zeros == 0]] = False
+        idx = np.flatnonzero(valid)
+        del valid
+        # n_L and class-c left counts at every entry: cumulative sums restarted per
+        # feature by the header slots (which hold the column-minimum block)
+        itype = np.int32 if m < 2**30 else np.int64
+        restart = np.empty(d, dtype=itype)
+        restart[0] = 0
+        restart[1:] = m
+        step = np.ones(e_count, dtype=itype)
+        step[hdr] = zeros - restart
+        nl = np.cumsum(step, dtype=itype).take(idx)
+        del step
+        if msl > 1:
+            keep = (nl >= msl) & (nl <= m - msl)
+            idx, nl = idx[keep], nl[keep]
+        if not len(idx):
+            return
+        ycls = key & key.dtype.type((1 << yb) - 1)
+        left = []  # left counts of classes 1..k-1 at each candidate entry
+        for c in range(1, k):
+            ind = ycls.astype(itype, copy=False) if k == 2 else (ycls == c).astype(itype)
+            expl = np.add.reduceat(ind, hdr)
+            restart[1:] = total[c]
+            ind[hdr] = total[c] - expl - restart
+            left.append(np.cumsum(ind, dtype=itype).take(idx))
+            del ind
+        del ycls
+        # float32 pre-selection: Q = sum_c cl_c^2 / n_L + cr_c^2 / n_R (max <=> best proxy)
+        nlf = nl.astype(np.float32)
+        nrf = np.float32(m) - nlf
+        q = np.zeros(len(idx), dtype=np.float32)
+        rest = nl.copy() if k != 2 else None
+        for c in range(1, k):
+            a = left[c - 1].astype(np.float32)
+            if rest is not None:
+                rest -= left[c - 1]
+            r = np.float32(total[c]) - a
+            a *= a
+            a /= nlf
+            r *= r
+            r /= nrf
+            q += a
+            q += r
+        if k != 2:
+            a = rest.astype(np.float32)
+            r = np.float32(total[0]) - a
+            q += a * a / nlf + r * r / nrf
+        qmax = float(q.max())
+        cand = np.flatnonzero(q >= qmax - _Q_RTOL * abs(qmax))
+        nl_c = nl[cand]
+        cl = [lc[cand] for lc in left]
+        cl0 = nl_c - (np.sum(cl, axis=0) if cl else 0)
+        counts_l = np.stack([cl0, *cl], axis=1)  # (n_cand, k)
+        counts_r = total[None, :] - counts_l
+        wl = nl_c.astype(np.float64)
+        wr = float(m) - wl
+        sql = np.zeros(len(cand))
+        sqr = np.zeros(len(cand))
+        for c in range(k):
+            cnt = counts_l[:, c].astype(np.float64)
+            sql = sql + cnt * cnt
+            cnt = counts_r[:, c].astype(np.float64)
+            sqr = sqr + cnt * cnt
+        imp_l = 1.0 - sql / (wl * wl)
+        imp_r = 1.0 - sqr / (wr * wr)
+        proxy = -wr * imp_r - wl * imp_l
+        best = np.flatnonzero(proxy == proxy.max())
+        col = np.searchsorted(hdr, idx[cand], side="right") - 1
+        feats = col[best]
+        if np.any(feats != feats[0]):
+            rank = self.shuffle.visit_rank(index)
+            best = best[np.lexsort((nl_c[best], rank[feats]))]
+        chosen = int(best[0])  # smallest n_L of the first-visited feature
+        e_star = int(idx[cand[chosen]])
+        n_left = int(nl_c[chosen])
+        rec.feature = int(col[chosen])
+        rec.entry = e_star
+        rec.n_left = n_left
+        rec.left_counts = counts_l[chosen].astype(np.int64)
+        rec.impurity_left = float(imp_l[chosen])
+        rec.impurity_right = float(imp_r[chosen])
+        wn, wn_l, wn_r = float(m), float(n_left), float(m - n_left)
+        rec.improvement = (wn / self.n) * (
+            rec.impurity - (wn_r / wn * rec.impurity_right) - (wn_l / wn * rec.impurity_left)
+        )
+        rec.is_leaf = rec.improvement + EPSILON < self.min_impurity_decrease
+
+    # -- nodes -----------------------------------------------------------------------
+
+    def _add_node(self, rec: _Node, parent: int, is_left: bool) -> None:
+        """BestFirstTreeBuilder._add_split_node: leaf test, split search, tree node."""
+        m = len(rec.samples)
+        leaf = (
+            rec.depth >= self.max_depth
+            or m < self.mss
+            or m < 2 * self.msl
+            or rec.impurity <= EPSILON
+        )
+        rec.is_leaf = True
+        if not leaf:
+            self._search(rec)
+        rec.node_id = len(self.nodes)
+        if parent != TREE_UNDEFINED:
+            self.nodes[parent]["left_child" if is_left else "right_child"] = rec.node_id
+        node = {
+            "left_child": TREE_LEAF,
+            "right_child": TREE_LEAF,
+            "feature": TREE_UNDEFINED,
+            "threshold": float(TREE_UNDEFINED),
+            "impurity": rec.impurity,
+            "n_node_samples": m,
+            "weighted_n_node_samples": float(m),
+            "missing_go_to_left": 0,
+        }
+        if not rec.is_leaf:
+            node["feature"] = rec.feature
+            node["threshold"] = self._threshold(rec)
+            node["missing_go_to_left"] = int(rec.n_left > m - rec.n_left)
+        else:
+            rec.improvement = 0.0
+            rec.arrays = None
+        self.nodes.append(node)
+        self.values.append(rec.counts / float(m))
+
+    def _threshold(self, rec: _Node) -> float:
+        _, sid, hdr = rec.arrays
+        f, e = rec.feature, rec.entry
+        rows = self.rows
+        if e == hdr[f]:
+            lo = float(self.presort.colmin[f])
+        else:
+            s = int(sid[e])
+            lo = self.presort.value(f, int(rows[s]) if rows is not None else s)
+        s = int(sid[e + 1])
+        hi = self.presort.value(f, int(rows[s]) if rows is not None else s)
+        return lo / 2.0 + hi / 2.0
+
+    def _children(self, rec: _Node) -> tuple[_Node, _Node]:
+        """Partition ``rec`` at its split; children keep each feature's sorted order."""
+        key, sid, hdr = rec.arrays
+        f, e = rec.feature, rec.entry
+        n = self.n
+        goes_left = np.zeros(n + 1, dtype=bool)
+        goes_left[rec.samples] = True
+        end = hdr[f + 1] if f + 1 < self.d else len(sid)
+        goes_left[sid[hdr[f] + 1 : end]] = False
+        goes_left[sid[hdr[f] + 1 : e + 1]] = True
+        goes_left[n] = False
+        left_samples = rec.samples[goes_left[rec.samples]]
+        right_samples = rec.samples[~goes_left[rec.samples]]
+        left_counts = rec.left_counts
+        children = []
+        for samples, counts, imp in (
+            (left_samples, left_counts, rec.impurity_left),
+            (right_samples, rec.counts - left_counts, rec.impurity_right),
+        ):
+            child = _Node(
+                node_id=-1, depth=rec.depth + 1, impurity=imp, samples=samples, counts=counts
+            )
+            m = len(samples)
+            searchable = not (
+                child.depth >= self.max_depth or m < self.mss or m < 2 * self.msl or imp <= EPSILON
+            )
+            children.append((child, searchable))
+        if children[0][1] or children[1][1]:
+            side = np.where(goes_left, np.uint8(1), np.uint8(2))
+            side[n] = 3  # header slots go to both children
+            code = side.take(sid)
+            for is_left, (child, searchable) in zip((True, False), children, strict=True):
+                if searchable:
+                    mask = code & np.uint8(1) if is_left else code >> np.uint8(1)
+                    pick = np.flatnonzero(mask.view(bool))  # 0/1 bytes: a valid bool view
+                    child.arrays = (key.take(pick), sid.take(pick), np.searchsorted(pick, hdr))
+        out = [child for child, _ in children]
+        rec.arrays = None
+        return out[0], out[1]
+
+    def build(self) -> TreeArrays:
+        sid, glg, hdr = self.presort.subset(self.rows)
+        yext = np.append(self.y, 0)
+        key = (glg.astype(self.key_dtype) << self.ybits) | yext.take(sid).astype(self.key_dtype)
+        counts = np.bincount(self.y, minlength=self.k).astype(np.int64)
+        root = _Node(
+            node_id=-1,
+            depth=0,
+            impurity=_gini(counts, float(self.n)),
+            samples=np.arange(self.n, dtype=np.int64),
+            counts=counts,
+            arrays=(key, sid, hdr),
+        )
+        max_split_nodes = self.max_leaf_nodes - 1
+        self._add_node(root, TREE_UNDEFINED, True)
+        frontier: list[_Node] = []
+        _heap_push(frontier, root)
+        max_depth_seen = -1
+        while frontier:
+            rec = _heap_pop(frontier)
+            if rec.is_leaf or max_split_nodes <= 0:
+                node = self.nodes[rec.node_id]
+                node["left_child"] = node["right_child"] = TREE_LEAF
+                node["feature"] = TREE_UNDEFINED
+                node["threshold"] = float(TREE_UNDEFINED)
+                rec.arrays = None
+            else:
+                max_split_nodes -= 1
+                left, right = self._children(rec)
+                self._add_node(left, rec.node_id, True)
+                self._add_node(right, rec.node_id, False)
+                _heap_push(frontier, left)
+                _heap_push(frontier, right)
+            max_depth_seen = max(max_depth_seen, rec.depth)
+        cols = {name: np.array([nd[name] for nd in self.nodes]) for name in self.nodes[0]}
+        return TreeArrays(
+            left_child=cols["left_child"].astype(np.int64),
+            right_child=cols["right_child"].astype(np.int64),
+            feature=cols["feature"].astype(np.int64),
+            threshold=cols["threshold"].astype(np.float64),
+            impurity=cols["impurity"].astype(np.float64),
+            n_node_samples=cols["n_node_samples"].astype(np.int64),
+            weighted_n_node_samples=cols["weighted_n_node_samples"].astype(np.float64),
+            missing_go_to_left=cols["missing_go_to_left"].astype(np.uint8),
+            value=np.stack(self.values)[:, None, :],
+            max_depth=max_depth_seen,
+        )
+
+
+def build_tree(
+    presort: Presort,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    rows: np.ndarray | None = None,
+    max_leaf_nodes: int,
+    min_samples_split: int = 2,
+    min_samples_leaf: int = 1,
+    max_depth: int = np.iinfo(np.int32).max,
+    min_impurity_decrease: float = 0.0,
+    rand_r_state: int,
+) -> TreeArrays:
+    """scikit-learn's best-first Gini tree on ``presort.X[rows]`` with labels ``y`` (0..k-1).
+
+    ``rand_r_state`` is the splitter's seed, ``random_state.randint(0, RAND_R_MAX)``;
+    ``min_samples_split`` is already ``max(min_samples_split, 2 * min_samples_leaf)``.
+    """
+    return _Builder(
+        presort,
+        rows,
+        y,
+        n_classes,
+        max_leaf_nodes=max_leaf_nodes,
+        min_samples_split=min_samples_split,
+        min_samples_leaf=min_samples_leaf,
+        max_depth=max_depth,
+        min_impurity_decrease=min_impurity_decrease,
+        rand_r_state=rand_r_state,
+    ).build()

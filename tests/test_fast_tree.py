@@ -1,0 +1,159 @@
+"""ExactTree / bench.fast_tree grow exactly scikit-learn's DecisionTreeClassifier trees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+from bench.fast_tree import Presort, build_tree
+from bench.protocols.features_cv import cross_validate
+from bench.registry import get_registry
+from benchmarks.test_bench_model1 import fc7_like, grouped_folds
+from plugins.sklearn_classifiers import ExactTree
+
+FIELDS = (
+    "children_left",
+    "children_right",
+    "feature",
+    "threshold",
+    "impurity",
+    "n_node_samples",
+    "weighted_n_node_samples",
+    "value",
+)
+
+
+def assert_same_tree(new, ref, X_test: np.ndarray) -> None:
+    """Node-for-node equality of the fitted trees, and of their predictions."""
+    a, b = new.tree_, ref.tree_
+    assert a.node_count == b.node_count
+    assert a.max_depth == b.max_depth
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    split = a.children_left != -1
+    np.testing.assert_array_equal(a.missing_go_to_left[split], b.missing_go_to_left[split])
+    np.testing.assert_array_equal(new.classes_, ref.classes_)
+    np.testing.assert_array_equal(new.predict(X_test), ref.predict(X_test))
+    np.testing.assert_array_equal(new.predict_proba(X_test), ref.predict_proba(X_test))
+
+
+def fit_both(X, y, **params):
+    new = ExactTree(**params).fit(X, y)
+    ref = DecisionTreeClassifier(**params).fit(X, y)
+    return new, ref
+
+
+def make_data(kind: str, n: int, d: int, k: int, seed: int):
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        X = rng.normal(size=(n, d))
+    elif kind == "integers":
+        X = rng.integers(0, 4, size=(n, d)).astype(float)
+    elif kind == "relu":  # many zeros, some all-zero (constant) columns
+        X = np.maximum(rng.normal(size=(n, d)) - 0.7, 0)
+        X[:, :: max(1, d // 5)] = 0.0
+    elif kind == "duplicates":  # exact duplicate columns: ties between features
+        base = rng.integers(0, 3, size=(n, 4)).astype(float)
+        X = base[:, rng.integers(0, 4, d)]
+    elif kind == "tiny":  # distinct values closer than FEATURE_THRESHOLD (1e-7)
+        X = np.maximum(rng.normal(size=(n, d)), 0) * 1e-6
+    else:  # negative values, repeated
+        X = -np.round(rng.normal(size=(n, d)), 1)
+    y = rng.integers(0, k, n)
+    return X, y
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers", "relu", "duplicates", "tiny", "negative"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_random_data_all_settings(kind, k):
+    for seed in range(6):
+        X, y = make_data(kind, n=60 + 25 * seed, d=12 + seed, k=k, seed=seed)
+        params = {
+            "max_leaf_nodes": (2, 5, 21, 1000)[seed % 4],
+            "random_state": seed * 7,
+            "min_samples_leaf": (1, 1, 3)[seed % 3],
+        }
+        new, ref = fit_both(X, y, **params)
+        assert_same_tree(new, ref, X)
+
+
+def test_grown_until_pure_leaves_and_min_samples_split():
+    X, y = make_data("duplicates", n=300, d=20, k=3, seed=11)
+    new, ref = fit_both(X, y, max_leaf_nodes=10_000, random_state=3)
+    assert_same_tree(new, ref, X)
+    new, ref = fit_both(X, y, max_leaf_nodes=50, random_state=3, min_samples_split=0.05)
+    assert_same_tree(new, ref, X)
+    new, ref = fit_both(
+        X, y, max_leaf_nodes=50, max_depth=4, min_impurity_decrease=1e-3, random_state=5
+    )
+    assert_same_tree(new, ref, X)
+
+
+@pytest.mark.parametrize("random_state", [0, 1, 42, 2024])
+def test_fc7_like_slice(random_state):
+    X, y, groups = fc7_like(n=720, d=512, seed=random_state % 3)
+    train, test = grouped_folds(groups, k=5, seed=random_state)[0]
+    new, ref = fit_both(X[train], y[train], max_leaf_nodes=21, random_state=random_state)
+    assert_same_tree(new, ref, X[test])
+
+
+def test_labels_are_any_classes():
+    X, y = make_data("relu", n=200, d=15, k=4, seed=5)
+    labels = np.array(["band", "lymph", "mono", "seg"])[y]
+    new, ref = fit_both(X, labels, max_leaf_nodes=21, random_state=0)
+    assert_same_tree(new, ref, X)
+    new, ref = fit_both(X, np.zeros(200, dtype=int), max_leaf_nodes=21, random_state=0)
+    assert_same_tree(new, ref, X)
+
+
+def test_other_settings_fall_back_to_scikit_learn():
+    X, y = make_data("relu", n=150, d=10, k=2, seed=2)
+    for params in (
+        {"criterion": "entropy", "max_leaf_nodes": 21},
+        {"max_features": "sqrt", "max_leaf_nodes": 21},
+        {"splitter": "random", "max_leaf_nodes": 21},
+        {"class_weight": "balanced", "max_leaf_nodes": 21},
+        {"max_leaf_nodes": None},
+    ):
+        assert not ExactTree(**params).fast_path_supported()
+        new, ref = fit_both(X, y, random_state=0, **params)
+        assert_same_tree(new, ref, X)
+    w = np.linspace(0.5, 2.0, len(y))
+    new = ExactTree(max_leaf_nodes=21, random_state=0).fit(X, y, sample_weight=w)
+    ref = DecisionTreeClassifier(max_leaf_nodes=21, random_state=0).fit(X, y, sample_weight=w)
+    assert_same_tree(new, ref, X)
+    X_nan = X.copy()
+    X_nan[::7, 3] = np.nan  # scikit-learn's missing-value support
+    new, ref = fit_both(X_nan, y, max_leaf_nodes=21, random_state=0)
+    assert_same_tree(new, ref, X_nan)
+
+
+def test_presort_subset_equals_presort_of_rows():
+    X, y = make_data("relu", n=180, d=9, k=2, seed=4)
+    rows = np.sort(np.random.default_rng(0).choice(180, 120, replace=False))
+    shared = build_tree(Presort(X), y[rows], 2, rows=rows, max_leaf_nodes=15, rand_r_state=99)
+    alone = build_tree(Presort(X[rows]), y[rows], 2, max_leaf_nodes=15, rand_r_state=99)
+    for name in ("feature", "threshold", "impurity", "n_node_samples", "value"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+
+
+def test_cross_validation_fast_path_equals_reference():
+    X, y, groups = fc7_like(n=600, d=256, seed=1)
+    folds = grouped_folds(groups, k=4)
+    result = cross_validate(X, y, folds, {"dt": {}}, positive_index=1, n_jobs=2)
+    registry = get_registry()
+    est = registry.build_classifier("dt")
+    assert isinstance(est, ExactTree)
+    for fp, (train, test) in zip(result["dt"], folds, strict=True):
+        ref = est.reference().fit(X[train], y[train])
+        np.testing.assert_array_equal(fp.y_pred, ref.predict(X[test]))
+        np.testing.assert_array_equal(fp.score, ref.predict_proba(X[test])[:, 1])
+
+
+@pytest.mark.slow
+def test_full_size_benchmark_fold():
+    X, y, groups = fc7_like()
+    train, test = grouped_folds(groups)[3]
+    new, ref = fit_both(X[train], y[train], max_leaf_nodes=21, random_state=0)
+    assert_same_tree(new, ref, X[test])
