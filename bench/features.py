@@ -159,16 +159,26 @@ def want_compile(backbone: Backbone, device: str, n_images: int) -> bool:
     )
 
 
-def numerics_tag(device: str) -> str:
+def cuda_autocast_dtype(backbone: Backbone) -> str:
+    """The autocast dtype for ``backbone`` on CUDA: the plugin's ``cuda_autocast`` or bfloat16."""
+    dtype = str(backbone.extra.get("cuda_autocast", "bfloat16"))
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise UserError(f"backbone {backbone.name}: cuda_autocast {dtype!r} is not a known dtype")
+    return dtype
+
+
+def numerics_tag(device: str, backbone: Backbone | None = None) -> str:
     """What the device's arithmetic adds to a feature's identity.
 
     CPU features (eager float32, PIL decode) keep the plain key. CUDA features
-    are computed in bf16 from nvjpeg-decoded, GPU-resized pixels and MPS in
-    its own float32 kernels: close to the CPU's (docs/PERFORMANCE.md states the
-    tolerance) but not bit-identical, so they are cached under their own keys.
+    are computed under autocast (bf16 unless the plugin asks otherwise) from
+    nvjpeg-decoded, GPU-resized pixels, and MPS in its own float32 kernels:
+    close to the CPU's (docs/PERFORMANCE.md states the tolerance) but not
+    bit-identical, so they are cached under their own keys.
     """
     if device.startswith("cuda"):
-        return "cuda-bf16"
+        dtype = cuda_autocast_dtype(backbone) if backbone is not None else "bfloat16"
+        return "cuda-bf16" if dtype == "bfloat16" else f"cuda-{dtype}"
     if device == "mps":
         return "mps-fp32"
     return ""
@@ -184,7 +194,7 @@ def sample_keys(
     """The feature-cache key of every sample (backbone, numerics, transform, mask, image)."""
     mkey, _ = _mask_fns(mask)
     ident = backbone.cache_identity()
-    tag = numerics_tag(device)
+    tag = numerics_tag(device, backbone)
     if tag:
         ident = f"{ident}|{tag}"
     return [
@@ -298,6 +308,8 @@ class _Runner:
         self.transform = _transform_fn()
         self.gpu_jpeg = self.cuda and mask_fn is None and _gpu_jpeg_available()
         self.stats: dict[str, Any] = {}
+        self._norm: dict[str, tuple[Any, Any]] = {}
+        self._stream: Any = None
         self._n_decoded = 0
         self._count_lock = threading.Lock()
 
@@ -356,7 +368,10 @@ class _Runner:
                         host = np.empty((len(arrays), size, size, 3), dtype=np.uint8)
                         for i, (_, img) in enumerate(arrays):
                             host[i] = img
-                    out.put(_Batch(list(rows), [p for p, _ in arrays], host, list(encoded)))
+                    batch = _Batch(list(rows), [p for p, _ in arrays], host, list(encoded))
+                    if self.cuda and encoded:
+                        self._decode_on_gpu(batch)  # overlaps the network's previous batch
+                    out.put(batch)
                     rows.clear()
                     arrays.clear()
                     encoded.clear()
@@ -435,37 +450,53 @@ class _Runner:
     def _normalise(self, x: Any) -> Any:
         """uint8 NCHW (any memory format) -> normalised float32, channels_last."""
         torch = self.torch
-        mean = torch.tensor(self.backbone.mean, dtype=torch.float32, device=x.device)
-        std = torch.tensor(self.backbone.std, dtype=torch.float32, device=x.device)
-        mean, std = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
-        return torch.addcmul(-mean / std, x.float(), 1.0 / (255.0 * std)).contiguous(
-            memory_format=torch.channels_last
-        )
+        key = str(x.device)
+        if key not in self._norm:  # made once per device: a host->device copy would sync
+            mean = torch.tensor(self.backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(self.backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
+            self._norm[key] = ((-mean / std).to(x.device), (1.0 / (255.0 * std)).to(x.device))
+        shift, scale = self._norm[key]
+        return torch.addcmul(shift, x.float(), scale).contiguous(memory_format=torch.channels_last)
 
     def _to_input(self, batch: _Batch) -> Any:
         """The batch as the network's normalised input on the device."""
         torch = self.torch
+        if batch.device_x is not None:  # decoded on the GPU by the producer thread
+            stream = torch.cuda.current_stream()
+            stream.wait_event(batch.ready)
+            batch.device_x.record_stream(stream)
+            return self._normalise(batch.device_x)
         if not (self.cuda or self.device == "mps"):
             x = torch.from_numpy(batch.host).permute(0, 3, 1, 2)  # NCHW view of NHWC
             return self._normalise(x)
+        host = torch.from_numpy(batch.host).permute(0, 3, 1, 2)
+        if self.cuda:
+            host = host.pin_memory()
+        return self._normalise(host.to(self.device, non_blocking=True))
+
+    def _decode_on_gpu(self, batch: _Batch) -> None:
+        """Producer side: the batch's JPEGs (and CPU-decoded rows) into one device tensor.
+
+        Runs on a separate CUDA stream and records an event the consumer waits
+        on, so decoding batch k+1 overlaps the network's work on batch k.
+        """
+        torch = self.torch
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
         size = self.backbone.input_size
-        n = len(batch.rows)
-        if not batch.encoded:
-            host = torch.from_numpy(batch.host).permute(0, 3, 1, 2)
-            if self.cuda:
-                host = host.pin_memory()
-            return self._normalise(host.to(self.device, non_blocking=True))
-        x = torch.empty((n, 3, size, size), dtype=torch.uint8, device=self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        if batch.host is not None:
-            host = torch.from_numpy(batch.host).permute(0, 3, 1, 2).pin_memory()
-            pos = torch.tensor(batch.host_pos, device=self.device)
-            x[pos] = host.to(self.device, non_blocking=True)
-        self._gpu_decode_into(x, batch.encoded)
-        return self._normalise(x)
+        with torch.cuda.stream(self._stream):
+            x = torch.empty((len(batch.rows), 3, size, size), dtype=torch.uint8, device=self.device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            if batch.host is not None:
+                host = torch.from_numpy(batch.host).permute(0, 3, 1, 2).pin_memory()
+                _put_rows(x, batch.host_pos, host.to(self.device, non_blocking=True))
+            self._gpu_decode_into(x, batch.encoded)
+            batch.ready = torch.cuda.Event()
+            batch.ready.record(self._stream)
+        batch.device_x = x
 
     def _gpu_decode_into(self, x: Any, encoded: list[tuple[int, Any]]) -> None:
-        """Decode JPEGs on the GPU (nvjpeg, one batched call), resize per shape group, fill ``x``."""
+        """Decode JPEGs on ``x``'s device (nvjpeg on CUDA, one batched call), resize, fill ``x``."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
         images = decode_jpeg([e for _, e in encoded], mode=ImageReadMode.RGB, device=x.device)
@@ -474,8 +505,8 @@ class _Runner:
             groups.setdefault(tuple(img.shape[-2:]), []).append(i)
         for members in groups.values():
             stack = self.torch.stack([images[i] for i in members])
-            pos = self.torch.tensor([encoded[i][0] for i in members], device=x.device)
-            x[pos] = resize_uint8(stack, self.backbone.input_size, self.backbone.interpolation)
+            resized = resize_uint8(stack, self.backbone.input_size, self.backbone.interpolation)
+            _put_rows(x, [encoded[i][0] for i in members], resized)
 
     def run(
         self,
@@ -501,7 +532,9 @@ class _Runner:
         model = self._model()
         forward = self._forward_fn(model, total)
         autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+            torch.autocast("cuda", dtype=getattr(torch, cuda_autocast_dtype(self.backbone)))
+            if self.cuda
+            else contextlib.nullcontext()
         )
         writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
         writes: list[Future] = []
@@ -614,6 +647,21 @@ class _Batch:
     host_pos: list[int]
     host: np.ndarray | None
     encoded: list[tuple[int, Any]]
+    device_x: Any = None  # uint8 NCHW on the GPU, once decoded there
+    ready: Any = None  # CUDA event: device_x is complete
+
+
+def _put_rows(x: Any, positions: list[int], values: Any) -> None:
+    """``x[positions] = values`` without a synchronising host-to-device index copy."""
+    import torch
+
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        x[positions[0] : positions[0] + len(positions)] = values
+        return
+    idx = torch.tensor(positions, dtype=torch.long)
+    if x.is_cuda:
+        idx = idx.pin_memory().to(x.device, non_blocking=True)
+    x.index_copy_(0, idx, values)
 
 
 def _gpu_jpeg_available() -> bool:

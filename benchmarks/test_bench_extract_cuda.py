@@ -15,7 +15,8 @@ Run: ``python -m pytest benchmarks/test_bench_extract_cuda.py --benchmark-enable
   cache; median of several runs -> images/s and the ratio to the bare forward
   (target on an H100: >= 15,000 img/s for AlexNet).
 * ``test_cuda_features_match_cpu``: features of 64 images from the CUDA
-  pipeline (nvjpeg + GPU resize + bf16) against the CPU's eager float32 ones,
+  pipeline (nvjpeg + GPU resize + the plugin's autocast dtype: bf16 for
+  AlexNet, fp16 for EfficientNet-Lite0) against the CPU's eager float32 ones,
   for AlexNet (random weights) and EfficientNet-Lite0 (ImageNet weights):
   relative max difference and the lowest cosine similarity.
 """
@@ -177,7 +178,7 @@ def test_cuda_features_match_cpu(benchmark, aria, name):
     cos = (gpu * cpu).sum(1) / (np.linalg.norm(gpu, axis=1) * np.linalg.norm(cpu, axis=1))
     benchmark.extra_info.update(max_rel_diff=rel, min_cosine=float(cos.min()))
     print(
-        f"\n{name}: CUDA (nvjpeg, GPU resize, bf16) vs CPU float32 features: "
+        f"\n{name}: CUDA (nvjpeg, GPU resize, autocast) vs CPU float32 features: "
         f"max|diff|/max|x| = {rel:.2e}, min cosine {cos.min():.5f}"
     )
     assert cos.min() > 0.99

