@@ -133,7 +133,10 @@ def test_cuda_end_to_end(benchmark, aria, tmp_path, name, with_cache):
         )
         seconds = time.perf_counter() - t
         assert res.n_computed == len(iset) and res.stats["gpu_jpeg"]
+        stats.append(res.stats)
         return len(iset) / seconds
+
+    stats: list[dict] = []
 
     once(-1)  # warm-up: weights to the GPU, cuDNN algorithm choice, nvjpeg handles
     rates = [once(i) for i in range(5)]
@@ -150,7 +153,9 @@ def test_cuda_end_to_end(benchmark, aria, tmp_path, name, with_cache):
     print(
         f"\n{name}: end to end from {len(iset)} JPEG files, cache "
         f"{'written' if with_cache else 'off'}: {rate:,.0f} img/s{ratio} "
-        f"(runs {', '.join(f'{r:,.0f}' for r in rates)})"
+        f"(runs {', '.join(f'{r:,.0f}' for r in rates)}); last run: "
+        f"waited for batches {stats[-1]['wait_seconds']:.3f}s, forward loop "
+        f"{stats[-1]['forward_seconds']:.3f}s, pipeline {stats[-1]['compute_seconds']:.3f}s"
     )
 
 
