@@ -301,7 +301,8 @@ class _Runner:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        default_workers = min(8, cpu_threads()) if self.cuda else 1
+        # CPU: decode and forward take turns (see _batches), so decoding may use every core.
+        default_workers = min(8, cpu_threads())
         self.workers = max(1, int(workers or default_workers))
         self.mask_fn = mask_fn
         self.view = (backbone.input_size, backbone.interpolation, mkey)
@@ -312,6 +313,10 @@ class _Runner:
         self._norm: dict[str, tuple[Any, Any]] = {}
         self._stream: Any = None
         self._n_decoded = 0
+        # On the CPU the network's parallel regions stall whenever a decode thread takes
+        # one of their cores, so decoding waits for the consumer's go (one batch at a time).
+        self.lockstep = not self.cuda and device != "mps"
+        self._go = threading.Semaphore(0)
         self._count_lock = threading.Lock()
 
     # -- decoding (worker threads) ----------------------------------------
@@ -343,6 +348,13 @@ class _Runner:
                     return [(row, enc) for row, _ in job.rows]
         base = self._base_image(job)
         return [(row, self.transform(base, t)) for row, t in job.rows]
+
+    def _wait_for_go(self, stop: threading.Event) -> bool:
+        """Block until the consumer asks for the next batch (False once stopped)."""
+        while not stop.is_set():
+            if self._go.acquire(timeout=0.1):
+                return True
+        return False
 
     def _prepare_many(self, jobs: list[_Job]) -> list[tuple[int, Any]]:
         return [pair for job in jobs for pair in self._prepare(job)]
@@ -384,11 +396,17 @@ class _Runner:
                 # less than a future's own cost, while a CPU decode takes ~600 us.
                 chunk = 32 if self.gpu_jpeg else 1
                 ahead = max(1, ahead // chunk)
+                credit = 0  # rows the producer may still submit (lockstep mode)
                 while True:
                     while len(window) < ahead:
+                        if self.lockstep and credit <= 0:
+                            if window or not self._wait_for_go(stop):
+                                break
+                            credit += self.batch_size
                         part = list(itertools.islice(it, chunk))
                         if not part:
                             break
+                        credit -= sum(len(job.rows) for job in part)
                         window.append(pool.submit(self._prepare_many, part))
                     if not window or stop.is_set():
                         break
@@ -544,9 +562,10 @@ class _Runner:
             if self.cuda
             else contextlib.nullcontext()
         )
-        # One file per vector: on a GPU (thousands of vectors a second) several writer
-        # threads keep up, each file operation releasing the GIL; on CPU one is plenty.
-        n_writers = min(4, cpu_threads()) if self.cuda else 1
+        # One file per vector, written off the main thread. More writer threads were
+        # measured slower on an H200 (3.2k vs 4.1k vectors/s: they fight the decode
+        # thread for the GIL), so one.
+        n_writers = 1
         writer = ThreadPoolExecutor(n_writers, thread_name_prefix="lb-cache") if cache else None
         writes: list[Future] = []
         wait = compute = 0.0
@@ -580,6 +599,8 @@ class _Runner:
             with bar as tracker, torch.inference_mode(), autocast:
                 while True:
                     tw = time.perf_counter()
+                    if self.lockstep:
+                        self._go.release()  # the cores are free: decode the next batch
                     item = q.get()
                     wait += time.perf_counter() - tw
                     if item is _SENTINEL:

@@ -114,10 +114,19 @@ def training_curves(m: Method, path: Path) -> Path | None:
     plt = _plt()
     fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
     for name, hist in series:
-        it = [h.get("iteration", i + 1) for i, h in enumerate(hist)]
+        it = np.array([h.get("iteration", i + 1) for i, h in enumerate(hist)])
+        acc = np.array([100 * h.get("accuracy", np.nan) for h in hist], dtype=float)
+        loss = np.array([h.get("loss", np.nan) for h in hist], dtype=float)
+        window = max(1, len(hist) // 100)
+        if window > 1:  # per-iteration values of a 5-image batch are noise: show them faintly
+            if any("accuracy" in h for h in hist):
+                ax_acc.plot(it, acc, alpha=0.15, linewidth=0.5)
+            ax_loss.plot(it, loss, alpha=0.15, linewidth=0.5)
+            acc, loss = _smooth(acc, window), _smooth(loss, window)
+            name = f"{name} (mean of {window} iterations)"
         if any("accuracy" in h for h in hist):
-            ax_acc.plot(it, [100 * h.get("accuracy", np.nan) for h in hist], label=name)
-        ax_loss.plot(it, [h.get("loss", np.nan) for h in hist], label=name)
+            ax_acc.plot(it, acc, label=name)
+        ax_loss.plot(it, loss, label=name)
     ax_acc.set_ylabel("accuracy (%)")
     ax_loss.set_ylabel("loss")
     ax_loss.set_xlabel("iteration")
@@ -125,6 +134,16 @@ def training_curves(m: Method, path: Path) -> Path | None:
         ax_acc.legend(fontsize=7)
     ax_acc.set_title(f"Training - {m.name}", fontsize=9)
     return _save(fig, path)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (NaN-aware), same length as ``values``."""
+    ok = np.isfinite(values)
+    sums = np.cumsum(np.where(ok, values, 0.0))
+    counts = np.cumsum(ok)
+    sums[window:] = sums[window:] - sums[:-window]
+    counts[window:] = counts[window:] - counts[:-window]
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def write_figures(record: dict[str, Any], out_dir: Path) -> list[Path]:
