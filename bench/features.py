@@ -312,7 +312,6 @@ class _Runner:
         self.stats: dict[str, Any] = {}
         self._norm: dict[str, tuple[Any, Any]] = {}
         self._stream: Any = None
-        self._gpu_decoder: ThreadPoolExecutor | None = None
         self._n_decoded = 0
         # On the CPU the network's parallel regions stall whenever a decode thread takes
         # one of their cores, so decoding waits for the consumer's go (one batch at a time).
@@ -387,11 +386,8 @@ class _Runner:
                             host[i] = img
                     batch = _Batch(list(rows), [p for p, _ in arrays], host, list(encoded))
                     if self.cuda and encoded:
-                        # A third stage: one thread decodes on the GPU while this one reads
-                        # the next batch's files and the consumer runs the network.
-                        out.put(self._gpu_decoder.submit(self._decode_on_gpu, batch))
-                    else:
-                        out.put(batch)
+                        self._decode_on_gpu(batch)  # overlaps the network's previous batch
+                    out.put(batch)
                     rows.clear()
                     arrays.clear()
                     encoded.clear()
@@ -504,7 +500,7 @@ class _Runner:
             host = host.pin_memory()
         return self._normalise(host.to(self.device, non_blocking=True))
 
-    def _decode_on_gpu(self, batch: _Batch) -> _Batch:
+    def _decode_on_gpu(self, batch: _Batch) -> None:
         """Producer side: the batch's JPEGs (and CPU-decoded rows) into one device tensor.
 
         Runs on a separate CUDA stream and records an event the consumer waits
@@ -524,7 +520,6 @@ class _Runner:
             batch.ready = torch.cuda.Event()
             batch.ready.record(self._stream)
         batch.device_x = x
-        return batch
 
     def _gpu_decode_into(self, x: Any, encoded: list[tuple[int, Any]]) -> None:
         """Decode JPEGs on ``x``'s device (nvjpeg on CUDA, one batched call), resize, fill ``x``."""
@@ -557,10 +552,7 @@ class _Runner:
         """
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)
-        q: queue.Queue = queue.Queue(maxsize=4)
-        self._gpu_decoder = (
-            ThreadPoolExecutor(1, thread_name_prefix="lb-nvjpeg") if self.gpu_jpeg else None
-        )
+        q: queue.Queue = queue.Queue(maxsize=3)
         stop = threading.Event()
         producer = threading.Thread(target=self._batches, args=(jobs, q, stop), daemon=True)
         model = self._model()
@@ -610,8 +602,6 @@ class _Runner:
                     if self.lockstep:
                         self._go.release()  # the cores are free: decode the next batch
                     item = q.get()
-                    if isinstance(item, Future):
-                        item = item.result()  # decoded on the GPU by the nvjpeg thread
                     wait += time.perf_counter() - tw
                     if item is _SENTINEL:
                         break
@@ -648,8 +638,6 @@ class _Runner:
                 with contextlib.suppress(queue.Empty):
                     q.get(timeout=0.05)
             producer.join()
-            if self._gpu_decoder is not None:
-                self._gpu_decoder.shutdown(wait=True)
             if writer is not None:  # whatever was computed reaches the cache, even on Ctrl-C
                 writer.shutdown(wait=True)
         for fut in writes:
