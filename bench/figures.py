@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from bench.report import METRIC_NAMES, PAPER_METRICS, Method, confusion, methods
+from bench.results import history_rows
 
 
 def _plt():
@@ -104,11 +105,12 @@ def training_curves(m: Method, path: Path) -> Path | None:
     series = []
     for cell in m.cells:
         training = cell.get("training") or {}
-        folds = [h for h in training.get("fold_histories") or [] if h]
+        folds = [history_rows(h) for h in training.get("fold_histories") or [] if h]
         if len(folds) > 1:
             series += [(f"seed {cell.get('seed')} fold {f}", h) for f, h in enumerate(folds)]
         elif training.get("history") or folds:
-            series.append((f"seed {cell.get('seed')}", training.get("history") or folds[0]))
+            history = history_rows(training.get("history")) or folds[0]
+            series.append((f"seed {cell.get('seed')}", history))
     if not series:
         return None
     plt = _plt()

@@ -33,6 +33,51 @@ PACKAGES = (
 )
 
 
+def compact_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-iteration training rows as columns (a few bytes per iteration in a record).
+
+    ``{"iteration": [...], "epoch": [...], "loss": [...], "accuracy": [...],
+    "lr": x | [...]}``: losses to 6 significant digits, ``lr`` a single number
+    when it never changed. :func:`history_rows` turns it back into rows.
+    """
+    if not rows:
+        return {}
+    cols: dict[str, Any] = {}
+    for key in ("iteration", "epoch", "loss", "accuracy", "lr"):
+        values = [r.get(key) for r in rows]
+        if key == "loss":
+            values = [None if v is None else float(f"{v:.6g}") for v in values]
+        if key == "lr" and len(set(values)) == 1:
+            cols[key] = values[0]
+        else:
+            cols[key] = values
+    return cols
+
+
+def history_rows(history: Any) -> list[dict[str, Any]]:
+    """Training rows from either layout: a list of row dicts, or :func:`compact_history`'s."""
+    if not history:
+        return []
+    if isinstance(history, list):
+        return history
+    n = max(len(v) for v in history.values() if isinstance(v, list))
+    return [{k: (v[i] if isinstance(v, list) else v) for k, v in history.items()} for i in range(n)]
+
+
+def compact_transforms(keys: list[str]) -> dict[str, list]:
+    """Per-sample transform keys as ``{"keys": distinct keys, "index": one int per sample}``."""
+    distinct: dict[str, int] = {}
+    index = [distinct.setdefault(k, len(distinct)) for k in keys]
+    return {"keys": list(distinct), "index": index}
+
+
+def transform_keys(entry: Any) -> list[str]:
+    """Per-sample transform keys from a record's ``transforms`` entry (either layout)."""
+    if isinstance(entry, dict):
+        return [entry["keys"][i] for i in entry["index"]]
+    return list(entry)
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 

@@ -22,6 +22,8 @@ from bench.errors import UserError
 from bench.registry import Registry, get_registry
 from bench.results import (
     SCHEMA,
+    compact_history,
+    compact_transforms,
     environment,
     git_revision,
     new_run_id,
@@ -435,8 +437,11 @@ def run_finetune_cell(state: RunState, index: int, proto: dict, cell: Cell) -> d
     )
     rec["training"] = {
         "settings": settings.as_dict(),
-        "history": list(results[0].history),
-        "fold_histories": [list(r.history) for r in results],
+        "history": compact_history(list(results[0].history)),
+        # the first fold's history is "history"; the others only when there are several
+        "fold_histories": (
+            [compact_history(list(r.history)) for r in results] if len(results) > 1 else []
+        ),
         "val_histories": [list(r.val_history) for r in results],
         "selected": [r.selected for r in results],
         "epochs_run": [r.epochs_run for r in results],
@@ -574,7 +579,7 @@ def run_suite(
 
 
 def _checkpoint(record: dict, state: RunState, started: float, path: Path) -> None:
-    record["transforms"] = state.transforms
+    record["transforms"] = {ref: compact_transforms(k) for ref, k in state.transforms.items()}
     record["timings"] = {
         **{k: round(v, 3) for k, v in state.timings.items()},
         "total_s": round(time.perf_counter() - started, 3),
