@@ -362,9 +362,10 @@ class _Runner:
     def _batches(self, jobs: list[_Job], out: queue.Queue, stop: threading.Event) -> None:
         """Producer thread: decode ahead (bounded window) and emit whole batches.
 
-        A batch is ``(rows, host, encoded)``: ``host`` holds the CPU-decoded
-        images (uint8 NHWC, ``None`` when there are none) and ``encoded`` the
-        JPEG byte tensors left for the GPU, each with its position in the batch.
+        Each :class:`_Batch` holds the CPU-decoded images (``host``, uint8 NHWC,
+        ``None`` when there are none) and the JPEG byte tensors left for the GPU
+        (``encoded``), each with its position in the batch. On the CPU (lockstep)
+        only one batch is decoded per go from the consumer.
         """
         size = self.backbone.input_size
         try:
