@@ -55,7 +55,14 @@ def plan_rows(suite: Suite, registry: Registry) -> tuple[dict[str, Any], list[di
                     rows.append(row)
                     continue
                 if proto["kind"] == "features":
-                    keys = sample_keys(samples, backbone, data.digests, state.mask, device)
+                    keys = sample_keys(
+                        samples,
+                        backbone,
+                        data.digests,
+                        state.mask,
+                        device,
+                        suite.config["run"]["decoder"],
+                    )
                     cached = state.cache.count(keys)
                     row["status"] = f"{cached} cached, {len(keys) - cached} to extract"
                 else:

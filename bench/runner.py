@@ -219,6 +219,7 @@ def features_for(
             workers=run_cfg["workers"],
             progress=state.progress,
             decoded=state.decoded,
+            decoder=run_cfg["decoder"],
         )
         state.timings["extract_s"] += time.perf_counter() - started
         state.console.print(

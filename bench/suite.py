@@ -61,6 +61,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "workers": (_INT, None),
         "n_jobs": (_INT, None),
         "cache": (_BOOL, None),
+        "decoder": (_STR, None),
     },
 }
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
@@ -75,7 +76,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_pixels": 89_478_485,
     },
     "augment": {"scheme": "none", "copies": 1},
-    "run": {"device": "auto", "batch_size": 0, "workers": 2, "n_jobs": 2, "cache": True},
+    "run": {
+        "device": "auto",
+        "batch_size": 0,
+        "workers": 2,
+        "n_jobs": 2,
+        "cache": True,
+        "decoder": "pil",
+    },
 }
 PROTOCOL_DEFAULTS: dict[str, Any] = {
     "classifiers": [],
@@ -290,6 +298,12 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
         aug["copies"] = 5
     if aug["copies"] < 1:
         raise check.fail("augment.copies", "must be at least 1")
+
+    from bench.data.decode import DECODERS
+
+    if cfg["run"]["decoder"] not in DECODERS:
+        hint = suggest(cfg["run"]["decoder"], DECODERS) or f" (choose from {', '.join(DECODERS)})"
+        raise check.fail("run.decoder", f"unknown decoder {cfg['run']['decoder']!r}{hint}")
 
     protocols = raw.get("protocol")
     if not protocols:

@@ -12,7 +12,7 @@ from PIL import Image
 from bench.backbone import Backbone
 from bench.data.decode import decode_resized
 from bench.data.imageset import IDENTITY, ImageSet, Samples, Transform, file_digest
-from bench.errors import BadImagesError
+from bench.errors import BadImagesError, UserError
 from bench.feature_cache import CacheCorruptionWarning, FeatureCache
 from bench.features import DecodedImages, extract_features
 
@@ -288,3 +288,62 @@ def test_compiled_forward_matches_eager(tiny, monkeypatch) -> None:
     comp = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=4)
     assert comp.stats["compiled"] and not eager.stats["compiled"]
     np.testing.assert_allclose(comp.features, eager.features, rtol=1e-4, atol=1e-5)
+
+
+def _jpeg(path: Path, arr: np.ndarray, **kwargs) -> Path:
+    from PIL import Image
+
+    Image.fromarray(arr).save(path, quality=92, **kwargs)
+    return path
+
+
+def test_fast_decoder_is_within_two_grey_levels_and_falls_back_exactly(tmp_path) -> None:
+    from PIL import Image
+
+    from bench.data.decode import decode_resized_fast
+
+    yy, xx = np.mgrid[0:200, 0:180]
+    smooth = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    noisy = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    for name, arr in (("smooth", smooth), ("noisy", noisy)):
+        path = _jpeg(tmp_path / f"{name}.jpg", arr)
+        for size, mode in ((227, "bilinear"), (96, "bicubic")):
+            fast = decode_resized_fast(path, size, mode).astype(int)
+            exact = decode_resized(path, size, mode).astype(int)
+            assert fast.shape == exact.shape == (size, size, 3)
+            assert np.abs(fast - exact).max() <= 2, (name, size, mode)
+    # not plain RGB JPEGs: PNG, grayscale JPEG, EXIF-rotated JPEG -> Pillow's own path
+    Image.fromarray(noisy).save(tmp_path / "n.png")
+    _jpeg(tmp_path / "g.jpg", noisy[..., 0])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _jpeg(tmp_path / "r.jpg", noisy, exif=exif)
+    for name in ("n.png", "g.jpg", "r.jpg"):
+        path = tmp_path / name
+        assert np.array_equal(
+            decode_resized_fast(path, 50, "bilinear"), decode_resized(path, 50, "bilinear")
+        ), name
+
+
+def test_fast_decoder_features_are_close_and_cached_apart(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    paths = [
+        _jpeg(tmp_path / f"{i}.jpg", rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+        for i in range(6)
+    ]
+    iset, digests = _imageset(paths)
+    bb = _tiny_backbone()
+    cache = FeatureCache(tmp_path / "cache")
+    samples = Samples.originals(iset)
+    exact = extract_features(samples, bb, digests=digests, cache=cache, progress=False)
+    fast = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, decoder="fast"
+    )
+    assert fast.n_computed == 6 and fast.n_cached == 0  # its own cache keys
+    np.testing.assert_allclose(fast.features, exact.features, atol=0.05)
+    again = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, decoder="fast"
+    )
+    assert again.n_cached == 6 and np.array_equal(again.features, fast.features)
+    with pytest.raises(UserError, match="unknown decoder"):
+        extract_features(samples, bb, digests=digests, cache=None, decoder="turbo")

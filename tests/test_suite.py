@@ -87,6 +87,10 @@ def test_cells_and_defaults(tmp_path):
         (MINIMAL.replace("folds = 3", "folds = 3\nholdout = 0.2"), "features protocols use folds"),
         ("[suite\n", "not valid TOML"),
         (MINIMAL + "\n[classifier.knn1]\nn_neighbours = 3\n", r"classifier.knn1: .*unknown option"),
+        (
+            MINIMAL + '\n[run]\ndecoder = "fats"\n',
+            r"run.decoder: unknown decoder 'fats'; did you mean 'fast'",
+        ),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, text, message):

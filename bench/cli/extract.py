@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="decode threads")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--float16", action="store_true", help="store features as float16")
+    p.add_argument(
+        "--decoder",
+        choices=("pil", "fast"),
+        default="pil",
+        help="CPU image decoding: pil (exact, default) or fast (libjpeg-turbo + torch resize "
+        "for plain JPEGs, within 2 grey levels of pil, cached separately)",
+    )
     add_cache_options(p)
     add_skip_bad(p)
     add_no_progress(p)
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         dtype=np.float16 if args.float16 else np.float32,
+        decoder=args.decoder,
     )
     meta = {
         "backbone": backbone.describe(),
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             "plugin": args.dataset,
             "path": str(args.data),
             "fingerprint": report.fingerprint,
+            "decoder": args.decoder,
             "classes": list(imageset.classes),
             "positive": imageset.positive,
             "excluded": [list(x) for x in report.excluded],

@@ -73,6 +73,37 @@ def decode_resized(path: Path, size: int, interpolation: str = "bilinear") -> np
     return np.asarray(im, dtype=np.uint8)
 
 
+DECODERS = ("pil", "fast")
+
+
+def decode_resized_fast(path: Path, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """:func:`decode_resized` through libjpeg-turbo and torch's uint8 resize, for plain JPEGs.
+
+    RGB JPEGs without an EXIF rotation are decoded by ``torchvision.io.decode_jpeg``
+    (bit-identical to Pillow's decode on the JPEGs checked) and resized by torch's
+    antialiased uint8 kernel (Pillow's algorithm; pixels differ from Pillow's by at
+    most 1-2 grey levels), ~1.7x faster than Pillow here. Anything else goes
+    through :func:`decode_resized`. Features from it are cached under their own keys.
+    """
+    if interpolation not in ("bilinear", "bicubic"):
+        return decode_resized(path, size, interpolation)
+    with Image.open(path) as im:
+        plain = im.format == "JPEG" and im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1
+    if not plain:
+        return decode_resized(path, size, interpolation)
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+    img = decode_jpeg(data, mode=ImageReadMode.RGB)
+    if tuple(img.shape[-2:]) != (size, size):
+        img = F.interpolate(
+            img[None], size=(size, size), mode=interpolation, antialias=True, align_corners=False
+        )[0]
+    return np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+
+
 def decode_many(
     paths: list[Path] | tuple[Path, ...],
     size: int,
