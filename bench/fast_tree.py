@@ -322,16 +322,20 @@ def _gini(counts: np.ndarray, n: float) -> float:
     return 1.0 - sq / (n * n)
 
 
-def _heap_push(heap: list, rec: _Node) -> None:
-    """libstdc++ ``push_heap`` with ``comp(a, b) = a.improvement < b.improvement``."""
-    heap.append(rec)
-    hole = len(heap) - 1
+def _sift_up(heap: list, hole: int, rec: _Node) -> None:
+    """libstdc++ ``__push_heap``: move ``rec`` up from ``hole`` (max-heap on improvement)."""
     parent = (hole - 1) // 2
     while hole > 0 and heap[parent].improvement < rec.improvement:
         heap[hole] = heap[parent]
         hole = parent
         parent = (hole - 1) // 2
     heap[hole] = rec
+
+
+def _heap_push(heap: list, rec: _Node) -> None:
+    """libstdc++ ``push_heap`` with ``comp(a, b) = a.improvement < b.improvement``."""
+    heap.append(rec)
+    _sift_up(heap, len(heap) - 1, rec)
 
 
 def _heap_pop(heap: list) -> _Node:
@@ -353,12 +357,7 @@ def _heap_pop(heap: list) -> _Node:
             child = 2 * (child + 1)
             heap[hole] = heap[child - 1]
             hole = child - 1
-        parent = (hole - 1) // 2
-        while hole > 0 and heap[parent].improvement < value.improvement:
-            heap[hole] = heap[parent]
-            hole = parent
-            parent = (hole - 1) // 2
-        heap[hole] = value
+        _sift_up(heap, hole, value)
     return heap.pop()
 
 

@@ -14,8 +14,8 @@ says why otherwise.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -54,10 +54,7 @@ class GraphedStep:
         self.static_x = example_x.detach().clone()
         self.static_y = example_y.detach().clone()
         model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        had_state = bool(optimizer.state)
-        optimizer_state = optimizer.state_dict() if had_state else None
-        if optimizer_state is not None:
-            optimizer_state = _clone_tensors(optimizer_state)
+        optimizer_state = copy.deepcopy(optimizer.state_dict()) if optimizer.state else None
         rng = torch.cuda.get_rng_state(self.static_x.device)
 
         side = torch.cuda.Stream(self.static_x.device)
@@ -99,13 +96,3 @@ class GraphedStep:
         self.static_y.copy_(y, non_blocking=True)
         self.graph.replay()
         return self.logits, self.loss
-
-
-def _clone_tensors(obj: Any) -> Any:
-    if torch.is_tensor(obj):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone_tensors(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone_tensors(v) for v in obj]
-    return obj
