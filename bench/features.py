@@ -40,10 +40,11 @@ from bench.data.imageset import Samples, Transform
 from bench.device import cpu_threads, resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.feature_cache import FeatureCache, feature_key
+from bench.lanes import BatchPlan, Normaliser, cpu_lanes, torch_threads
 
 # The in-run memo's images are read-only on purpose; the normaliser only reads them.
 warnings.filterwarnings(
-    "ignore", message="The given NumPy array is not writable", module=r"bench\.features"
+    "ignore", message="The given NumPy array is not writable", module=r"bench\.(features|lanes)"
 )
 
 Rects = Sequence[Sequence[float]]
@@ -316,7 +317,6 @@ class _Runner:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        # CPU: decode and forward take turns (see _batches), so decoding may use every core.
         default_workers = min(8, cpu_threads())
         self.workers = max(1, int(workers or default_workers))
         self.mask_fn = mask_fn
@@ -331,18 +331,43 @@ class _Runner:
         self._norm: dict[str, tuple[Any, Any]] = {}
         self._stream: Any = None
         self._n_decoded = 0
-        # On the CPU the network's parallel regions stall whenever a decode thread takes
-        # one of their cores, so decoding waits for the consumer's go (one batch at a time).
-        self.lockstep = not self.cuda and device != "mps"
-        self._go = threading.Semaphore(0)
+        # CPU: lanes, each decoding its own batch and then running the network on it
+        # (bench/lanes.py); CUDA and MPS: a decode thread feeding the device.
+        self.lanes, self.lane_threads = cpu_lanes() if device == "cpu" else (1, 0)
+        if device == "cpu" and workers:
+            self.lane_threads = max(1, int(workers) // self.lanes)
         self._count_lock = threading.Lock()
+        self._pending: dict[str, threading.Event] = {}
 
     # -- decoding (worker threads) ----------------------------------------
     def _base_image(self, job: _Job) -> np.ndarray:
-        if self.decoded is not None:
+        if self.decoded is None:
+            return self._decode_base(job)
+        img = self.decoded.get(self.view, job.digest)
+        if img is not None:
+            return img
+        # Two lanes may want one source at once (its copies span batches): one decodes.
+        with self._count_lock:
+            pending = self._pending.get(job.digest)
+            mine = pending is None
+            if mine:
+                pending = self._pending[job.digest] = threading.Event()
+        if not mine:
+            pending.wait()
             img = self.decoded.get(self.view, job.digest)
             if img is not None:
                 return img
+            return self._decode_base(job)  # the memo was full
+        try:
+            img = self._decode_base(job)
+            self.decoded.put(self.view, job.digest, img)
+            return img
+        finally:
+            with self._count_lock:
+                del self._pending[job.digest]
+            pending.set()
+
+    def _decode_base(self, job: _Job) -> np.ndarray:
         try:
             img = self.decode(job.path, self.backbone.input_size, self.backbone.interpolation)
         except (OSError, ValueError) as exc:
@@ -351,8 +376,6 @@ class _Runner:
             img = self.mask_fn(img)
         with self._count_lock:
             self._n_decoded += 1
-        if self.decoded is not None:
-            self.decoded.put(self.view, job.digest, img)
         return img
 
     def _prepare(self, job: _Job) -> list[tuple[int, Any]]:
@@ -367,32 +390,6 @@ class _Runner:
         base = self._base_image(job)
         return [(row, self.transform(base, t)) for row, t in job.rows]
 
-    def _wait_for_go(self, stop: threading.Event) -> bool:
-        """Block until the consumer asks for the next batch (False once stopped)."""
-        while not stop.is_set():
-            if self._go.acquire(timeout=0.1):
-                return True
-        return False
-
-    def _normalise_each(self, images: list[np.ndarray], pool: ThreadPoolExecutor) -> Any:
-        """The network's float input for CPU-decoded images, normalised image by image.
-
-        One image at a time stays in cache and runs on the decode threads while the
-        cores are free: ~3x cheaper than normalising the batch in one op afterwards.
-        Same arithmetic (``addcmul``), same values.
-        """
-        torch = self.torch
-        shift, scale = self._norm_constants("cpu")
-        shift, scale = shift.view(3), scale.view(3)
-        size = self.backbone.input_size
-        out = torch.empty((len(images), size, size, 3), dtype=torch.float32)
-
-        def one(i: int) -> None:
-            torch.addcmul(shift, torch.from_numpy(images[i]), scale, out=out[i])
-
-        list(pool.map(one, range(len(images))))
-        return out.permute(0, 3, 1, 2)  # NCHW view of NHWC = channels_last
-
     def _prepare_many(self, jobs: list[_Job]) -> list[tuple[int, Any]]:
         return [pair for job in jobs for pair in self._prepare(job)]
 
@@ -401,8 +398,7 @@ class _Runner:
 
         Each :class:`_Batch` holds the CPU-decoded images (``host``, uint8 NHWC,
         ``None`` when there are none) and the JPEG byte tensors left for the GPU
-        (``encoded``), each with its position in the batch. On the CPU (lockstep)
-        only one batch is decoded per go from the consumer.
+        (``encoded``), each with its position in the batch.
         """
         size = self.backbone.input_size
         try:
@@ -418,15 +414,11 @@ class _Runner:
                     if not rows:
                         return
                     host = None
-                    ready = None
-                    if arrays and self.lockstep:
-                        ready = self._normalise_each([img for _, img in arrays], pool)
-                    elif arrays:
+                    if arrays:
                         host = np.empty((len(arrays), size, size, 3), dtype=np.uint8)
                         for i, (_, img) in enumerate(arrays):
                             host[i] = img
                     batch = _Batch(list(rows), [p for p, _ in arrays], host, list(encoded))
-                    batch.device_x = ready
                     if self.cuda and encoded:
                         self._decode_on_gpu(batch)  # overlaps the network's previous batch
                     out.put(batch)
@@ -438,17 +430,11 @@ class _Runner:
                 # less than a future's own cost, while a CPU decode takes ~600 us.
                 chunk = 32 if self.gpu_jpeg else 1
                 ahead = max(1, ahead // chunk)
-                credit = 0  # rows the producer may still submit (lockstep mode)
                 while True:
                     while len(window) < ahead:
-                        if self.lockstep and credit <= 0:
-                            if window or not self._wait_for_go(stop):
-                                break
-                            credit += self.batch_size
                         part = list(itertools.islice(it, chunk))
                         if not part:
                             break
-                        credit -= sum(len(job.rows) for job in part)
                         window.append(pool.submit(self._prepare_many, part))
                     if not window or stop.is_set():
                         break
@@ -534,8 +520,6 @@ class _Runner:
     def _to_input(self, batch: _Batch) -> Any:
         """The batch as the network's normalised input on the device."""
         torch = self.torch
-        if batch.device_x is not None and not self.cuda:  # normalised by the decode threads
-            return batch.device_x
         if batch.device_x is not None:  # decoded on the GPU by the producer thread
             stream = torch.cuda.current_stream()
             stream.wait_event(batch.ready)
@@ -599,6 +583,8 @@ class _Runner:
         before batch k's features are copied back, and cache entries are
         written by a background thread, so neither waits for the other.
         """
+        if self.device == "cpu":
+            return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)
         q: queue.Queue = queue.Queue(maxsize=3)
@@ -648,8 +634,6 @@ class _Runner:
             with bar as tracker, torch.inference_mode(), autocast:
                 while True:
                     tw = time.perf_counter()
-                    if self.lockstep:
-                        self._go.release()  # the cores are free: decode the next batch
                     item = q.get()
                     wait += time.perf_counter() - tw
                     if item is _SENTINEL:
@@ -703,6 +687,177 @@ class _Runner:
             "forward_seconds": round(compute, 4),
         }
         return self._n_decoded
+
+    # -- CPU: lanes --------------------------------------------------------------
+    def _split_jobs(self, jobs: list[_Job]) -> list[_Job]:
+        """Jobs with at most ``batch_size`` rows each (a source's rows may then span batches)."""
+        out: list[_Job] = []
+        for job in jobs:
+            for i in range(0, len(job.rows), self.batch_size):
+                out.append(
+                    _Job(job.source, job.path, job.digest, job.rows[i : i + self.batch_size])
+                )
+        return out
+
+    def _fill(self, x: Any, jobs: list[_Job], normaliser: Normaliser, pool: Any) -> list[int]:
+        """Decode ``jobs`` into the lane's NHWC float buffer ``x``; returns the rows, in order."""
+        starts, rows, at = [], [], 0
+        for job in jobs:
+            starts.append(at)
+            rows.extend(row for row, _ in job.rows)
+            at += len(job.rows)
+
+        def one(i: int) -> None:
+            job = jobs[i]
+            base = self._base_image(job)
+            for k, (_, t) in enumerate(job.rows):
+                normaliser.into(x[starts[i] + k], self.transform(base, t))
+
+        if pool is None:
+            for i in range(len(jobs)):
+                one(i)
+        else:
+            list(pool.map(one, range(len(jobs))))
+        return rows
+
+    def _run_lanes(
+        self,
+        jobs: list[_Job],
+        keys: list[str],
+        todo: dict[str, list[int]],
+        features: np.ndarray,
+        cache: FeatureCache | None,
+        progress: bool,
+        label: str,
+    ) -> int:
+        """CPU: every lane takes a batch, decodes it, runs the network, stores the rows.
+
+        Lanes write their rows' cache entries themselves after each batch, so an
+        interrupted run keeps every finished batch. On Ctrl-C the lanes finish the
+        batch in hand and stop.
+        """
+        torch = self.torch
+        jobs = self._split_jobs(jobs)
+        total = sum(len(j.rows) for j in jobs)
+        size = self.backbone.input_size
+        normaliser = Normaliser(self.backbone.mean, self.backbone.std, size)
+        model = self._model()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        timing = {"decode": 0.0, "forward": 0.0, "store": 0.0}
+        done = 0
+
+        def lane() -> None:
+            nonlocal done
+            torch.set_num_threads(self.lane_threads)
+            pool = None
+            if self.lane_threads > 1:
+                pool = ThreadPoolExecutor(
+                    self.lane_threads,
+                    thread_name_prefix="lb-decode",
+                    initializer=torch.set_num_threads,
+                    initargs=(1,),
+                )
+            x = torch.empty((self.batch_size, size, size, 3), dtype=torch.float32)
+            try:
+                with torch.inference_mode():
+                    while not stop.is_set():
+                        part = plan.take()
+                        if not part:
+                            return
+                        t0 = time.perf_counter()
+                        rows = self._fill(x, part, normaliser, pool)
+                        t1 = time.perf_counter()
+                        inp = x[: len(rows)].permute(0, 3, 1, 2)  # NCHW view of NHWC
+                        vecs = forward(inp).float().numpy()
+                        t2 = time.perf_counter()
+                        self._store(rows, vecs, keys, todo, features, cache)
+                        t3 = time.perf_counter()
+                        with lock:
+                            done += len(rows)
+                            timing["decode"] += t1 - t0
+                            timing["forward"] += t2 - t1
+                            timing["store"] += t3 - t2
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+                errors.append(exc)
+                stop.set()
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)
+
+        t_start = time.perf_counter()
+        with torch_threads(self.lane_threads):
+            forward = self._forward_fn(model, total)
+            if self.compiled:  # compile once, here, for the lanes' thread count and shape
+                with torch.inference_mode():
+                    forward(
+                        torch.zeros((self.batch_size, 3, size, size)).contiguous(
+                            memory_format=torch.channels_last
+                        )
+                    )
+            plan = BatchPlan(
+                jobs,
+                [len(j.rows) for j in jobs],
+                self.batch_size,
+                self.lanes,
+                guided=not self.compiled,  # a compiled model pads every batch to full size
+            )
+            threads = [
+                threading.Thread(target=lane, name=f"lb-lane-{i}", daemon=True)
+                for i in range(self.lanes)
+            ]
+            bar = _progress(progress, total, label)
+            try:
+                with bar as tracker:
+                    for th in threads:
+                        th.start()
+                    for th in threads:
+                        while th.is_alive():
+                            th.join(timeout=0.1)
+                            tracker(done)
+                    tracker(done)
+            finally:
+                stop.set()  # Ctrl-C: lanes finish (and store) the batch in hand, then stop
+                for th in threads:
+                    th.join()
+        if errors:
+            raise errors[0]
+        elapsed = time.perf_counter() - t_start
+        self.stats = {
+            "batch_size": self.batch_size,
+            "lanes": self.lanes,
+            "lane_threads": self.lane_threads,
+            "torch_threads": self.lanes * self.lane_threads,
+            "gpu_jpeg": False,
+            "compiled": self.compiled,
+            "decode_seconds": round(timing["decode"], 4),
+            "forward_seconds": round(timing["forward"], 4),
+            "store_seconds": round(timing["store"], 4),
+            "wait_seconds": round(timing["decode"] / self.lanes, 4),
+            "compute_seconds": round(elapsed, 4),
+        }
+        return self._n_decoded
+
+    def _store(
+        self,
+        rows: list[int],
+        vecs: np.ndarray,
+        keys: list[str],
+        todo: dict[str, list[int]],
+        features: np.ndarray,
+        cache: FeatureCache | None,
+    ) -> None:
+        """Rows' features (and their duplicates') into ``features``; entries into the cache."""
+        features[rows] = vecs
+        computed = {}
+        for row, vec in zip(rows, vecs):
+            key = keys[row]
+            computed[key] = features[row]
+            for dup in todo[key][1:]:
+                features[dup] = vec
+        if cache is not None:
+            cache.put_many(computed, self.backbone.name)
 
 
 def resize_uint8(images: Any, size: int, interpolation: str) -> Any:

@@ -73,13 +73,19 @@ def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch) -> None:
     assert set(cache.get_many(items)) == set(items)
 
 
+def _pack_of(cache: FeatureCache, key: str) -> Path:
+    cache.get_many([key])
+    return cache._index[key][0].pack
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
 def test_corrupt_entry_is_reported_and_dropped(tmp_path: Path, damage: str) -> None:
     cache = FeatureCache(tmp_path)
     items = _items(2)
-    cache.put_many(items)
     bad, good = list(items)
-    path = cache._path(bad)
+    cache.put_many({bad: items[bad]})  # one pack each
+    cache.put_many({good: items[good]})
+    path = _pack_of(cache, bad)
     blob = bytearray(path.read_bytes())
     if damage == "flip":
         blob[-3] ^= 0xFF
@@ -88,10 +94,70 @@ def test_corrupt_entry_is_reported_and_dropped(tmp_path: Path, damage: str) -> N
     else:
         blob = bytearray(b"not a cache entry")
     path.write_bytes(bytes(blob))
-    with pytest.warns(CacheCorruptionWarning, match="corrupt"):
-        got = cache.get_many(items)
+    fresh = FeatureCache(tmp_path)  # another run: finds the damage when it reads
+    with pytest.warns(CacheCorruptionWarning, match="corrupt|unreadable"):
+        got = fresh.get_many(items)
     assert set(got) == {good}
-    assert not path.exists() and cache.corrupt == [bad]
+    assert not path.exists()
+    assert fresh.corrupt == ([] if damage == "garbage" else [bad])  # garbage: keys unknown
+    assert set(FeatureCache(tmp_path).get_many(items)) == {good}  # reported once, then gone
+
+
+def test_bad_entry_is_cut_out_of_its_pack(tmp_path: Path) -> None:
+    """The pack is rewritten without the bad entry; its neighbours stay cached."""
+    cache = FeatureCache(tmp_path)
+    items = _items(3)
+    cache.put_many(items, backbone="alexnet")
+    keys = list(items)
+    slot = _pack_of(cache, keys[1]) and cache._index[keys[1]][0]
+    blob = bytearray(slot.pack.read_bytes())
+    blob[slot.offset] ^= 0x01
+    slot.pack.write_bytes(bytes(blob))
+    with pytest.warns(CacheCorruptionWarning, match="corrupt"):
+        got = FeatureCache(tmp_path).get_many(items)
+    assert set(got) == {keys[0], keys[2]}
+    again = FeatureCache(tmp_path)
+    assert set(again.get_many(items)) == {keys[0], keys[2]} and not again.corrupt
+    assert again.info()["backbones"]["alexnet"]["entries"] == 2
+
+
+def test_one_pack_per_batch(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put_many(_items(64), backbone="alexnet")
+    cache.put_many(_items(64, seed=1, prefix="b"), backbone="alexnet")
+    files = [p for p in (tmp_path / "features").rglob("*") if p.is_file()]
+    assert len(files) == 2 and all(p.suffix == fc.PACK_SUFFIX for p in files)
+    assert cache.info()["packs"] == 2 and cache.count([*_items(64)]) == 64
+
+
+def test_entries_of_earlier_versions_are_still_read(tmp_path: Path) -> None:
+    """One-file-per-key entries (before packs): read, counted, cleared, checked."""
+    cache = FeatureCache(tmp_path)
+    old = _items(3, prefix="old")
+    for key, vec in old.items():
+        path = cache._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(fc._encode(vec, "alexnet"))
+    new = _items(2, prefix="new")
+    cache.put_many(new, backbone="alexnet")
+    got = cache.get_many([*old, *new])
+    assert all(np.array_equal(got[k], v) for k, v in {**old, **new}.items())
+    assert cache.count([*old, *new]) == 5 and cache.info()["entries"] == 5
+    first = next(iter(old))
+    cache._path(first).write_bytes(b"garbage")
+    with pytest.warns(CacheCorruptionWarning, match="corrupt"):
+        assert first not in FeatureCache(tmp_path).get_many(old)
+    assert cache.clear("alexnet") == 4
+    assert cache.info()["entries"] == 0
+
+
+def test_cleared_elsewhere_is_noticed(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(4)
+    cache.put_many(items, backbone="alexnet")
+    assert len(cache.get_many(items)) == 4
+    assert FeatureCache(tmp_path).clear("alexnet") == 4  # another process
+    assert cache.get_many(items) == {} and cache.count(items) == 0
 
 
 def _writer(root: str, seed: int, n: int) -> int:

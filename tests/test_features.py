@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +112,9 @@ def test_alexnet_pipeline_matches_eager_fp32(tiny) -> None:
         np.testing.assert_allclose(res.features[i], want, rtol=1e-4, atol=1e-4)
 
 
-def test_interrupted_run_resumes(tiny) -> None:
-    """Ctrl-C during the third batch: the two finished batches reach the cache."""
+def test_interrupted_run_resumes(tiny, monkeypatch) -> None:
+    """Ctrl-C during the third batch: the two finished batches reach the cache (one lane)."""
+    monkeypatch.setenv("LEUKOBENCH_CPU_LANES", "1")
     iset, digests, cache = tiny
     bb = _tiny_backbone()
     samples = Samples.originals(iset)
@@ -131,6 +133,37 @@ def test_interrupted_run_resumes(tiny) -> None:
         samples, bb, digests=digests, cache=cache, progress=False, batch_size=4
     )
     assert resumed.n_cached == 8 and resumed.n_computed == 2
+
+
+def test_ctrl_c_with_two_lanes_keeps_finished_batches(tiny, monkeypatch) -> None:
+    """A real KeyboardInterrupt in the main thread: lanes store the batch in hand, then stop."""
+    import _thread
+
+    monkeypatch.setenv("LEUKOBENCH_CPU_LANES", "2")
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    full = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=2)
+    assert full.stats["lanes"] == 2
+    calls = {"n": 0}
+
+    def ctrl_c_on_first_batch(module, args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread
+        time.sleep(0.3)  # a slow batch: the main thread reacts while lanes hold theirs
+
+    hook = bb.extractor.register_forward_pre_hook(ctrl_c_on_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(samples, bb, digests=digests, cache=cache, progress=False, batch_size=2)
+    hook.remove()
+    kept = calls["n"]
+    assert kept <= 4  # stopped early: the lanes finished the batches in hand, took no more
+    resumed = extract_features(
+        samples, bb, digests=digests, cache=cache, progress=False, batch_size=2
+    )
+    assert resumed.n_cached == 10 - resumed.n_computed and resumed.n_cached >= 2
+    np.testing.assert_allclose(resumed.features, full.features, rtol=1e-5, atol=1e-6)
 
 
 def test_failed_cache_write_stops_the_run(tiny, monkeypatch) -> None:
@@ -220,7 +253,7 @@ def test_corrupt_entry_is_recomputed(tiny) -> None:
     bb = _tiny_backbone()
     samples = Samples.originals(iset)
     first = extract_features(samples, bb, digests=digests, cache=cache, progress=False)
-    entry = next((cache.dir).rglob("*.f"))
+    entry = next((cache.dir).rglob("*.lbp"))  # one pack per batch: damage its last vector
     blob = bytearray(entry.read_bytes())
     blob[-1] ^= 0x55
     entry.write_bytes(bytes(blob))
@@ -347,3 +380,24 @@ def test_fast_decoder_features_are_close_and_cached_apart(tmp_path) -> None:
     assert again.n_cached == 6 and np.array_equal(again.features, fast.features)
     with pytest.raises(UserError, match="unknown decoder"):
         extract_features(samples, bb, digests=digests, cache=None, decoder="turbo")
+
+
+def test_lanes_match_one_lane_with_copies_wider_than_a_batch(tiny, monkeypatch) -> None:
+    """Two lanes, five augmented copies per image, batch 2: every row computed, same features."""
+    from bench.data.augment import expand
+
+    iset, digests, _ = tiny
+    bb = _tiny_backbone()
+    samples = expand(iset, copies=5, seed=0)
+    got = {}
+    for lanes in ("1", "2"):
+        monkeypatch.setenv("LEUKOBENCH_CPU_LANES", lanes)
+        decoded = DecodedImages()
+        res = extract_features(
+            samples, bb, digests=digests, cache=None, progress=False, batch_size=2,
+            decoded=decoded,
+        )  # fmt: skip
+        assert res.n_computed == len(samples) and res.stats["lanes"] == int(lanes)
+        assert res.n_decoded == len(iset)  # a source whose copies span lanes decodes once
+        got[lanes] = res.features
+    np.testing.assert_allclose(got["1"], got["2"], rtol=1e-5, atol=1e-6)
