@@ -155,8 +155,9 @@ def alexnet_backbone(
         extra={
             "architecture": "torchvision.models.alexnet",
             **({"weights_url": WEIGHTS_URL} if choice.kind == "imagenet" else {}),
-            # measured (docs/backbones.md): batch 64 beats 32 on CPU; compiling does not help
-            "cpu_batch_size": 64,
+            # measured (docs/backbones.md): in the CPU lanes batch 32 beats 64 (~290 vs
+            # ~285 img/s bare, 256 vs 236-250 end to end); compiling does not help
+            "cpu_batch_size": 32,
         },
     )
 
