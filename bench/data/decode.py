@@ -101,7 +101,7 @@ def decode_resized_fast(path: Path, size: int, interpolation: str = "bilinear") 
         img = F.interpolate(
             img[None], size=(size, size), mode=interpolation, antialias=True, align_corners=False
         )[0]
-    return np.ascontiguousarray(img.permute(1, 2, 0).numpy())
+    return img.permute(1, 2, 0).contiguous().numpy()  # torch transposes faster than numpy
 
 
 def decode_many(
