@@ -34,7 +34,11 @@ def run_info(args: argparse.Namespace) -> int:
     from bench.prediction_cache import PredictionCache
 
     info = FeatureCache(args.cache_dir).info()
-    table = Table(title=f"Feature cache: {info['root']}")
+    packs = info.get("packs", 0)
+    table = Table(
+        title=f"Feature cache: {info['root']}",
+        caption=f"{packs} pack file{'s' if packs != 1 else ''} (one per extracted batch)",
+    )
     table.add_column("backbone")
     table.add_column("entries", justify="right")
     table.add_column("size", justify="right")
