@@ -333,9 +333,8 @@ class _Runner:
         self._n_decoded = 0
         # CPU: lanes, each decoding its own batch and then running the network on it
         # (bench/lanes.py); CUDA and MPS: a decode thread feeding the device.
+        # (``workers`` sizes the CUDA/MPS decode pool; a lane decodes with its own cores.)
         self.lanes, self.lane_threads = cpu_lanes() if device == "cpu" else (1, 0)
-        if device == "cpu" and workers:
-            self.lane_threads = max(1, int(workers) // self.lanes)
         self._count_lock = threading.Lock()
         self._pending: dict[str, threading.Event] = {}
 
