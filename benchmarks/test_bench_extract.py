@@ -41,7 +41,10 @@ from bench.data.loaders import load_imagefolder
 from bench.feature_cache import FeatureCache
 from bench.features import default_batch_size, extract_features
 from bench.lanes import cpu_lanes, torch_threads
+from bench.malloc_tuning import tune_malloc
 from bench.registry import get_registry
+
+tune_malloc()  # as the command line and the pipeline run (bench/malloc_tuning.py)
 
 MODELS = ("alexnet", "efficientnet_lite0")
 SUBSET = 512

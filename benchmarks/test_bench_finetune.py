@@ -18,11 +18,14 @@ import torch
 from torch import nn
 
 from bench.errors import UnknownNameError
+from bench.malloc_tuning import tune_malloc
 from bench.protocols.finetune import FinetuneSettings, build_optimizer
 from bench.registry import get_registry
 
 ALEXNET_FWD_GFLOP = 1.43
 CPU_GFLOPS = 127.0
+
+tune_malloc()  # as the command line and the pipeline run (bench/malloc_tuning.py)
 
 
 def _step_fn(name: str, batch: int, channels_last: bool, device: str = "cpu", amp: str = "none"):

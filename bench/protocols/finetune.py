@@ -40,6 +40,7 @@ from bench.data.imageset import Samples, Transform
 from bench.device import resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.features import DecodedImages, _mask_fns
+from bench.malloc_tuning import tune_malloc
 from bench.protocols.graph_step import GraphedStep, graph_unsupported
 from bench.registry import suggest
 
@@ -459,6 +460,8 @@ def finetune_cv(
     settings.validate()
     backbone = backbone_factory if isinstance(backbone_factory, Backbone) else backbone_factory()
     device = _torch_device(settings.device)
+    if device.type == "cpu":
+        tune_malloc()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     imageset = samples.imageset
