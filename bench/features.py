@@ -600,11 +600,9 @@ class _Runner:
             if self.cuda
             else contextlib.nullcontext()
         )
-        # One file per vector, written off the main thread. More writer threads were
-        # measured slower on an H200 (3.2k vs 4.1k vectors/s: they fight the decode
-        # thread for the GIL), so one.
-        n_writers = 1
-        writer = ThreadPoolExecutor(n_writers, thread_name_prefix="lb-cache") if cache else None
+        # Cache packs are written off the main thread, by one writer: more writer threads
+        # were measured slower on an H200 (they fight the decode thread for the GIL).
+        writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
         writes: list[Future] = []
         wait = compute = 0.0
         done = 0
@@ -616,20 +614,9 @@ class _Runner:
             nonlocal done
             if event is not None:
                 event.synchronize()
-            vecs = out.numpy()
-            features[rows] = vecs
-            computed = {}
-            for row, vec in zip(rows, vecs):
-                key = keys[row]
-                computed[key] = features[row]
-                for dup in todo[key][1:]:
-                    features[dup] = vec
-            if writer is not None:
-                items = list(computed.items())
-                step = -(-len(items) // n_writers)
-                for i in range(0, len(items), step):
-                    part = dict(items[i : i + step])
-                    writes.append(writer.submit(cache.put_many, part, self.backbone.name))
+            computed = _fill_rows(rows, out.numpy(), keys, todo, features)
+            if writer is not None:  # one pack per batch, written off the main thread
+                writes.append(writer.submit(cache.put_many, computed, self.backbone.name))
             done += len(rows)
 
         producer.start()
@@ -776,7 +763,9 @@ class _Runner:
                         inp = x[: len(rows)].permute(0, 3, 1, 2)  # NCHW view of NHWC
                         vecs = forward(inp).float().numpy()
                         t2 = time.perf_counter()
-                        self._store(rows, vecs, keys, todo, features, cache)
+                        computed = _fill_rows(rows, vecs, keys, todo, features)
+                        if cache is not None:  # the batch in one pack
+                            cache.put_many(computed, self.backbone.name)
                         t3 = time.perf_counter()
                         with lock:
                             done += len(rows)
@@ -843,25 +832,23 @@ class _Runner:
         }
         return self._n_decoded
 
-    def _store(
-        self,
-        rows: list[int],
-        vecs: np.ndarray,
-        keys: list[str],
-        todo: dict[str, list[int]],
-        features: np.ndarray,
-        cache: FeatureCache | None,
-    ) -> None:
-        """Rows' features (and their duplicates') into ``features``; entries into the cache."""
-        features[rows] = vecs
-        computed = {}
-        for row, vec in zip(rows, vecs):
-            key = keys[row]
-            computed[key] = features[row]
-            for dup in todo[key][1:]:
-                features[dup] = vec
-        if cache is not None:
-            cache.put_many(computed, self.backbone.name)
+
+def _fill_rows(
+    rows: list[int],
+    vecs: np.ndarray,
+    keys: list[str],
+    todo: dict[str, list[int]],
+    features: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Computed rows (and rows with the same key) into ``features``; returns key -> vector."""
+    features[rows] = vecs
+    computed = {}
+    for row, vec in zip(rows, vecs):
+        key = keys[row]
+        computed[key] = features[row]
+        for dup in todo[key][1:]:
+            features[dup] = vec
+    return computed
 
 
 def resize_uint8(images: Any, size: int, interpolation: str) -> Any:
