@@ -79,7 +79,8 @@ class BatchPlan(Generic[J]):
     A batch holds at most ``batch_size`` rows (jobs bigger than that must be
     split beforehand). Near the end batches shrink (``guided``) so the lanes
     finish together instead of one lane computing the last full batch alone;
-    they never go below a quarter of ``batch_size``. ``guided=False`` keeps
+    they never go below half of ``batch_size`` (smaller batches cost more per
+    image: EfficientNet-Lite0 ~12.5 ms at batch 8 against ~8 ms at 16 and 32). ``guided=False`` keeps
     every batch full (a compiled model's fixed shape).
     """
 
@@ -109,7 +110,10 @@ class BatchPlan(Generic[J]):
             target = self.batch_size
             if self.guided and self.lanes > 1:
                 share = -(-self._left // self.lanes)
-                target = min(target, max(share, max(1, self.batch_size // 4)))
+                floor = max(1, self.batch_size // 2)
+                target = min(target, max(share, floor))
+                if self._left - target < floor and self._left <= self.batch_size:
+                    target = self._left  # no crumb of a last batch
             taken: list[J] = []
             rows = 0
             while self._next < len(self._jobs):

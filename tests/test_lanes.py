@@ -50,7 +50,7 @@ def test_guided_tail_shrinks_batches_so_lanes_end_together() -> None:
     plan = BatchPlan(list(range(100)), [1] * 100, 32, 2)
     sizes = [len(b) for b in _drain(plan)]
     assert sum(sizes) == 100
-    assert sizes[:2] == [32, 32] and max(sizes[2:]) < 32 and min(sizes[:-1]) >= 8
+    assert sizes[:2] == [32, 32] and max(sizes[2:]) < 32 and min(sizes[:-1]) >= 16
     fixed = [len(b) for b in _drain(BatchPlan(list(range(100)), [1] * 100, 32, 2, guided=False))]
     assert fixed == [32, 32, 32, 4]
 
