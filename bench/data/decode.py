@@ -59,7 +59,7 @@ def load_rgb(path: Path) -> Image.Image:
     """Open an image, apply its EXIF orientation and convert it to 8-bit RGB."""
     with Image.open(path) as im:
         im.load()
-        im = ImageOps.exif_transpose(im)
+        ImageOps.exif_transpose(im, in_place=True)  # (not in place it copies even when upright)
         return to_rgb(im)
 
 
