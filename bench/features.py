@@ -301,6 +301,8 @@ def extract_features(
 class _Runner:
     """Runs the decode -> forward pipeline for the missing samples of one call."""
 
+    cpu_lanes = True  # False runs the CPU through the GPU's producer/consumer loop (tests)
+
     def __init__(
         self,
         backbone: Backbone,
@@ -586,7 +588,7 @@ class _Runner:
         before batch k's features are copied back, and cache entries are
         written by a background thread, so neither waits for the other.
         """
-        if self.device == "cpu":
+        if self.device == "cpu" and self.cpu_lanes:
             return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)

@@ -15,7 +15,7 @@ from bench.data.decode import decode_resized
 from bench.data.imageset import IDENTITY, ImageSet, Samples, Transform, file_digest
 from bench.errors import BadImagesError, UserError
 from bench.feature_cache import CacheCorruptionWarning, FeatureCache
-from bench.features import DecodedImages, extract_features
+from bench.features import DecodedImages, extract_features, sample_keys
 
 
 def _write_images(folder: Path, n: int = 10, size: int = 48) -> list[Path]:
@@ -401,3 +401,21 @@ def test_lanes_match_one_lane_with_copies_wider_than_a_batch(tiny, monkeypatch) 
         assert res.n_decoded == len(iset)  # a source whose copies span lanes decodes once
         got[lanes] = res.features
     np.testing.assert_allclose(got["1"], got["2"], rtol=1e-5, atol=1e-6)
+
+
+def test_device_loop_on_the_cpu_matches_the_lanes(tiny, monkeypatch) -> None:
+    """The producer/consumer loop CUDA and MPS use, run on the CPU: same features, packs."""
+    import bench.features as features_mod
+
+    iset, digests, cache = tiny
+    bb = _tiny_backbone()
+    samples = Samples.originals(iset)
+    lanes = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=4)
+    monkeypatch.setattr(features_mod._Runner, "cpu_lanes", False)
+    loop = extract_features(samples, bb, digests=digests, cache=cache, progress=False, batch_size=4)
+    assert "lanes" not in loop.stats and loop.n_computed == 10
+    np.testing.assert_allclose(loop.features, lanes.features, rtol=1e-5, atol=1e-6)
+    assert cache.info()["packs"] == 3  # one pack per batch: 4 + 4 + 2
+    assert set(cache.get_many(sample_keys(samples, bb, digests))) == set(
+        sample_keys(samples, bb, digests)
+    )
