@@ -41,7 +41,7 @@ from bench.device import cpu_threads, resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.feature_cache import FeatureCache, feature_key
 from bench.lanes import BatchPlan, Normaliser, cpu_lanes, torch_threads
-from bench.malloc_tuning import tune_malloc
+from bench.malloc_tuning import tuned_malloc
 
 # The in-run memo's images are read-only on purpose; the normaliser only reads them.
 warnings.filterwarnings(
@@ -589,7 +589,8 @@ class _Runner:
         written by a background thread, so neither waits for the other.
         """
         if self.device == "cpu" and self.cpu_lanes:
-            return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
+            with tuned_malloc():  # activation buffers stay in the heap (bench/malloc_tuning.py)
+                return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)
         q: queue.Queue = queue.Queue(maxsize=3)
@@ -729,7 +730,6 @@ class _Runner:
         batch in hand and stop.
         """
         torch = self.torch
-        tune_malloc()
         jobs = self._split_jobs(jobs)
         total = sum(len(j.rows) for j in jobs)
         size = self.backbone.input_size

@@ -1,39 +1,53 @@
-"""Keep large CPU tensor buffers in the heap instead of mapping them anew each time.
+"""Keep large CPU tensor buffers in the heap while a network runs.
 
-glibc's malloc serves every request above 32 MB (and, by its dynamic rule,
-many smaller ones) with a fresh ``mmap`` and returns it with ``munmap`` on
-free. A CNN forward allocates several such activation buffers per batch, so
-every batch page-faults them in again and the kernel zeroes every page: on
+glibc's malloc serves every request above its mmap threshold with a fresh
+``mmap`` and returns it with ``munmap`` on free, and trims the heap back after
+frees. A CNN forward allocates several large activation buffers per batch, so
+every batch page-faulted them in again and the kernel zeroed every page: on
 the CI machine EfficientNet-Lite0 spent more time in the kernel than in its
 own arithmetic (26.7 s system vs 24.0 s user for a few hundred batches).
-:func:`tune_malloc` turns ``mmap`` for allocations off, stops the heap from
-being trimmed back after each free, and keeps one malloc arena (so threads
-started later share the warm heap): EfficientNet-Lite0's bare forward went
-from 82-94 to 167-224 img/s and AlexNet's from ~290 to ~300 img/s
-(docs/PERFORMANCE.md). The price is that memory freed after a big phase stays
-with the process (resident size stays at its peak).
 
-Process-wide and sticky, so it is applied by the command line (before any
-thread exists, which the single-arena setting needs) and, best effort, by CPU
-extraction and fine-tuning when called as a library. ``LEUKOBENCH_MALLOC=default``
-leaves malloc alone. Only on Linux with glibc; elsewhere it does nothing.
+Two parts:
+
+* :func:`prepare_malloc` (the command line calls it before any thread exists):
+  one malloc arena, so threads started later (the extraction lanes) share the
+  main heap instead of small per-thread heaps that are grown and shrunk.
+* :func:`tuned_malloc`, around CPU extraction and fine-tuning: no ``mmap`` for
+  allocations and no trimming, so freed buffers are reused as they are. On
+  leaving, glibc's limits are put back where its own dynamic rule ends up
+  (mmap above 32 MB, trim above 64 MB) and free memory is returned to the
+  system (``malloc_trim``), so later phases (Model 1's classifiers) do not
+  keep the extraction's peak: a classifier sweep over Aria peaked at 2.27 GB
+  (2.29 GB untuned, 3.70 GB with the settings left on for the whole run) and
+  took 1:51 against 2:20 untuned.
+
+Effect (docs/PERFORMANCE.md): EfficientNet-Lite0's bare forward 82-94 ->
+167-224 img/s, AlexNet's ~290 -> ~300 img/s, the CPU fine-tuning step 1.2-1.6x.
+``LEUKOBENCH_MALLOC=default`` leaves malloc alone. Linux with glibc only;
+elsewhere both do nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import sys
 import threading
+from collections.abc import Iterator
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+_DEFAULT_MMAP_MAX = 65536
+_SETTLED_MMAP_THRESHOLD = 32 << 20  # the most glibc's dynamic threshold grows to (64-bit)
+_SETTLED_TRIM_THRESHOLD = 64 << 20  # and its trim threshold then (twice that)
 _OFF = ("0", "off", "no", "false", "default", "system")
 
-_state: dict[str, bool] = {}
 _lock = threading.Lock()
+_state = {"depth": 0, "prepared": False}
 
 
 def malloc_tuning_enabled() -> bool:
@@ -41,21 +55,46 @@ def malloc_tuning_enabled() -> bool:
     return os.environ.get("LEUKOBENCH_MALLOC", "tuned").strip().lower() not in _OFF
 
 
-def tune_malloc() -> bool:
-    """Apply the settings once per process; True when they are in effect."""
+def _libc() -> ctypes.CDLL | None:
+    if not malloc_tuning_enabled() or not sys.platform.startswith("linux"):
+        return None
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def prepare_malloc() -> bool:
+    """One malloc arena for the process; call before threads exist. True when set."""
     with _lock:
-        if "applied" in _state:
-            return _state["applied"]
-        applied = False
-        if malloc_tuning_enabled() and sys.platform.startswith("linux"):
-            if platform.libc_ver()[0] == "glibc":
-                try:
-                    libc = ctypes.CDLL("libc.so.6")
-                    ok = libc.mallopt(M_MMAP_MAX, 0) == 1
-                    ok = libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
-                    libc.mallopt(M_ARENA_MAX, 1)  # effective only before other threads allocate
-                    applied = ok
-                except (OSError, AttributeError):
-                    applied = False
-        _state["applied"] = applied
-        return applied
+        libc = _libc()
+        if libc is None:
+            return False
+        _state["prepared"] = libc.mallopt(M_ARENA_MAX, 1) == 1
+        return bool(_state["prepared"])
+
+
+@contextlib.contextmanager
+def tuned_malloc() -> Iterator[bool]:
+    """Heap-only, untrimmed allocation for the body (re-entrant); yields whether it applies."""
+    libc = _libc()
+    if libc is None:
+        yield False
+        return
+    with _lock:
+        if _state["depth"] == 0:
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+        _state["depth"] += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _state["depth"] -= 1
+            if _state["depth"] == 0:
+                libc.mallopt(M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(M_MMAP_THRESHOLD, _SETTLED_MMAP_THRESHOLD)
+                libc.mallopt(M_TRIM_THRESHOLD, _SETTLED_TRIM_THRESHOLD)
+                libc.malloc_trim(0)

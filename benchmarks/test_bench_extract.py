@@ -43,10 +43,18 @@ from bench.data.loaders import load_imagefolder
 from bench.feature_cache import FeatureCache
 from bench.features import default_batch_size, extract_features
 from bench.lanes import cpu_lanes, torch_threads
-from bench.malloc_tuning import tune_malloc
+from bench.malloc_tuning import prepare_malloc, tuned_malloc
 from bench.registry import get_registry
 
-tune_malloc()  # as the command line and the pipeline run (bench/malloc_tuning.py)
+prepare_malloc()  # as the command line does, before threads exist (bench/malloc_tuning.py)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _heap_malloc():
+    """The malloc settings CPU extraction and fine-tuning run under, for bare measurements too."""
+    with tuned_malloc():
+        yield
+
 
 MODELS = ("alexnet", "efficientnet_lite0")
 SUBSET = 512

@@ -18,14 +18,21 @@ import torch
 from torch import nn
 
 from bench.errors import UnknownNameError
-from bench.malloc_tuning import tune_malloc
+from bench.malloc_tuning import prepare_malloc, tuned_malloc
 from bench.protocols.finetune import FinetuneSettings, build_optimizer
 from bench.registry import get_registry
 
 ALEXNET_FWD_GFLOP = 1.43
 CPU_GFLOPS = 127.0
 
-tune_malloc()  # as the command line and the pipeline run (bench/malloc_tuning.py)
+prepare_malloc()  # as the command line does, before threads exist (bench/malloc_tuning.py)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _heap_malloc():
+    """The malloc settings CPU extraction and fine-tuning run under, for bare measurements too."""
+    with tuned_malloc():
+        yield
 
 
 def _step_fn(name: str, batch: int, channels_last: bool, device: str = "cpu", amp: str = "none"):

@@ -9,9 +9,8 @@ import sys
 import pytest
 
 _PROBE = """
-import sys
 import numpy as np
-from bench.malloc_tuning import tune_malloc
+from bench.malloc_tuning import prepare_malloc, tuned_malloc
 
 def big_maps():
     n = 0
@@ -20,11 +19,17 @@ def big_maps():
         n += (hi - lo) >= 60 << 20 and line.split()[-1].startswith("0")  # anonymous, >= 60 MB
     return n
 
-applied = tune_malloc()
-assert tune_malloc() is applied  # once per process
+prepare_malloc()
+with tuned_malloc() as applied:
+    with tuned_malloc():  # re-entrant
+        pass
+    before = big_maps()
+    a = np.ones(64 << 20, dtype=np.uint8)  # 64 MB: glibc would mmap it
+    inside = big_maps() - before
+    del a
 before = big_maps()
-a = np.ones(64 << 20, dtype=np.uint8)  # 64 MB: glibc would mmap it
-print(applied, big_maps() - before)
+b = np.ones(64 << 20, dtype=np.uint8)  # after the block: mmap again, as glibc does
+print(applied, inside, big_maps() - before)
 """
 
 glibc_linux = pytest.mark.skipif(
@@ -33,7 +38,7 @@ glibc_linux = pytest.mark.skipif(
 )
 
 
-def _probe(env_value: str | None) -> tuple[bool, int]:
+def _probe(env_value: str | None) -> tuple[bool, int, int]:
     import os
 
     env = dict(os.environ)
@@ -43,16 +48,16 @@ def _probe(env_value: str | None) -> tuple[bool, int]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
-    return out[0] == "True", int(out[1])
+    return out[0] == "True", int(out[1]), int(out[2])
 
 
 @glibc_linux
-def test_big_buffers_come_from_the_heap() -> None:
-    applied, new_maps = _probe(None)
-    assert applied and new_maps == 0
+def test_big_buffers_come_from_the_heap_inside_the_block_only() -> None:
+    applied, inside, after = _probe(None)
+    assert applied and inside == 0 and after == 1
 
 
 @glibc_linux
 def test_default_leaves_malloc_alone() -> None:
-    applied, new_maps = _probe("default")
-    assert not applied and new_maps == 1  # the 64 MB array got its own mapping
+    applied, inside, after = _probe("default")
+    assert not applied and inside == 1 and after == 1  # each 64 MB array got its own mapping

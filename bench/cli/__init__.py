@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.malloc_tuning import tune_malloc
+    from bench.malloc_tuning import prepare_malloc
 
-    tune_malloc()  # before any thread exists (bench/malloc_tuning.py says why)
+    prepare_malloc()  # one malloc arena, set before any thread exists (bench/malloc_tuning.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

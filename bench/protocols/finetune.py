@@ -40,7 +40,7 @@ from bench.data.imageset import Samples, Transform
 from bench.device import resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.features import DecodedImages, _mask_fns
-from bench.malloc_tuning import tune_malloc
+from bench.malloc_tuning import tuned_malloc
 from bench.protocols.graph_step import GraphedStep, graph_unsupported
 from bench.registry import suggest
 
@@ -460,8 +460,6 @@ def finetune_cv(
     settings.validate()
     backbone = backbone_factory if isinstance(backbone_factory, Backbone) else backbone_factory()
     device = _torch_device(settings.device)
-    if device.type == "cpu":
-        tune_malloc()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     imageset = samples.imageset
@@ -519,7 +517,8 @@ def finetune_cv(
         },
     )
     results = []
-    with _sigterm_as_interrupt(), _deterministic(device), _progress(progress) as bar:
+    heap = tuned_malloc() if device.type == "cpu" else contextlib.nullcontext()
+    with heap, _sigterm_as_interrupt(), _deterministic(device), _progress(progress) as bar:
         for fold, (train_idx, test_idx) in enumerate(splits):
             key_src = {
                 **common,
