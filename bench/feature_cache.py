@@ -70,23 +70,6 @@ def feature_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _encode(array: np.ndarray, backbone: str) -> bytes:
-    arr = np.ascontiguousarray(array)
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    payload = arr.tobytes()
-    header = json.dumps(
-        {
-            "backbone": backbone,
-            "dtype": arr.dtype.str,
-            "shape": list(arr.shape),
-            "crc32": zlib.crc32(payload),
-        },
-        separators=(",", ":"),
-    ).encode()
-    return MAGIC + struct.pack("<I", len(header)) + header + payload
-
-
 def _decode(blob: bytes) -> tuple[dict[str, Any], np.ndarray]:
     """Header and array of an entry; ValueError when anything does not check out."""
     if len(blob) < 8 or blob[:4] != MAGIC:
@@ -156,6 +139,17 @@ def _read_pack_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + hlen
 
 
+def _read_pack(path: Path) -> tuple[str, list[tuple[str, _Slot]]]:
+    """A pack's backbone and ``(key, slot)`` per entry; ValueError/OSError/... when unreadable."""
+    header, start = _read_pack_header(path)
+    slots = [
+        (str(e[0]), _Slot(path, start + int(e[1]), int(e[2]), int(e[3]), str(e[4]),
+                          tuple(int(d) for d in e[5])))
+        for e in header["entries"]
+    ]  # fmt: skip
+    return str(header.get("backbone", "")), slots
+
+
 class FeatureCache:
     """Feature vectors on disk, addressed by :func:`feature_key`."""
 
@@ -182,13 +176,7 @@ class FeatureCache:
             new = sorted(present - set(self._seen))
         for path in new:
             try:
-                header, start = _read_pack_header(path)
-                slots = [
-                    (e[0], _Slot(path, start + int(e[1]), int(e[2]), int(e[3]), str(e[4]),
-                                 tuple(int(d) for d in e[5])))
-                    for e in header["entries"]
-                ]  # fmt: skip
-                backbone = str(header.get("backbone", ""))
+                backbone, slots = _read_pack(path)
             except FileNotFoundError:
                 continue
             except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -297,18 +285,15 @@ class FeatureCache:
         keep: dict[str, np.ndarray] = {}
         backbone = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, IndexError):
-            header, start = _read_pack_header(pack)
-            backbone = str(header.get("backbone", ""))
+            backbone, slots = _read_pack(pack)
             with open(pack, "rb") as f:
-                for e in header["entries"]:
-                    slot = _Slot(pack, start + int(e[1]), int(e[2]), int(e[3]), str(e[4]),
-                                 tuple(int(d) for d in e[5]))  # fmt: skip
-                    if e[0] in dropped:
+                for key, slot in slots:
+                    if key in dropped:
                         continue
                     f.seek(slot.offset)
                     payload = f.read(slot.nbytes)
                     if not self._check(payload, slot):
-                        keep[e[0]] = np.frombuffer(payload, dtype=slot.dtype).reshape(slot.shape)
+                        keep[key] = np.frombuffer(payload, dtype=slot.dtype).reshape(slot.shape)
         if keep:
             self._write_pack(keep, backbone)
         with contextlib.suppress(OSError):

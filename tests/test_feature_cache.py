@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +133,17 @@ def test_one_pack_per_batch(tmp_path: Path) -> None:
     assert cache.info()["packs"] == 2 and cache.count([*_items(64)]) == 64
 
 
+def _legacy_entry(array: np.ndarray, backbone: str) -> bytes:
+    """An entry file as versions before packs wrote it (MAGIC, header length, JSON, payload)."""
+    payload = np.ascontiguousarray(array).tobytes()
+    header = json.dumps(
+        {"backbone": backbone, "dtype": array.dtype.str, "shape": list(array.shape),
+         "crc32": zlib.crc32(payload)},
+        separators=(",", ":"),
+    ).encode()  # fmt: skip
+    return fc.MAGIC + struct.pack("<I", len(header)) + header + payload
+
+
 def test_entries_of_earlier_versions_are_still_read(tmp_path: Path) -> None:
     """One-file-per-key entries (before packs): read, counted, cleared, checked."""
     cache = FeatureCache(tmp_path)
@@ -137,7 +151,7 @@ def test_entries_of_earlier_versions_are_still_read(tmp_path: Path) -> None:
     for key, vec in old.items():
         path = cache._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(fc._encode(vec, "alexnet"))
+        path.write_bytes(_legacy_entry(vec, "alexnet"))
     new = _items(2, prefix="new")
     cache.put_many(new, backbone="alexnet")
     got = cache.get_many([*old, *new])
