@@ -109,18 +109,35 @@ class _Slot(NamedTuple):
     shape: tuple[int, ...]
 
 
-def _pack_bytes(items: Mapping[str, np.ndarray], backbone: str) -> bytes:
+def _pack_parts(items: Mapping[str, np.ndarray], backbone: str) -> list[Any]:
+    """A pack as buffers to write in order: magic, header length, header, payloads (no copies)."""
     entries, payloads, at = [], [], 0
     for key, array in items.items():
         arr = np.ascontiguousarray(array)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        payload = arr.tobytes()
+        payload = memoryview(arr).cast("B")
         entries.append([key, at, len(payload), zlib.crc32(payload), arr.dtype.str, list(arr.shape)])
         payloads.append(payload)
         at += len(payload)
     header = json.dumps({"backbone": backbone, "entries": entries}, separators=(",", ":")).encode()
-    return b"".join([PACK_MAGIC, struct.pack("<I", len(header)), header, *payloads])
+    return [PACK_MAGIC + struct.pack("<I", len(header)) + header, *payloads]
+
+
+def _write_all(fd: int, parts: list[Any]) -> None:
+    """Write ``parts`` to ``fd`` in order: gathered writes, finishing any short write."""
+    for i in range(0, len(parts), 512):  # (the iovec limit is 1,024)
+        chunk = parts[i : i + 512]
+        done = os.writev(fd, chunk)
+        for part in chunk:
+            size = len(part)
+            if done >= size:
+                done -= size
+                continue
+            view = memoryview(part)[done:]
+            while view:
+                view = view[os.write(fd, view) :]
+            done = 0
 
 
 def _read_pack_header(path: Path) -> tuple[dict[str, Any], int]:
@@ -319,8 +336,11 @@ class FeatureCache:
         tmp = self.packs / f".tmp-{name}"
         path = self.packs / f"{name}{PACK_SUFFIX}"
         try:
-            with open(tmp, "xb") as f:
-                f.write(_pack_bytes(items, backbone))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                _write_all(fd, _pack_parts(items, backbone))
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -40,6 +40,8 @@ from bench.data.imageset import Samples, Transform
 from bench.device import cpu_threads, resolve_device
 from bench.errors import BadImagesError, UserError
 from bench.feature_cache import FeatureCache, feature_key
+from bench.gpu_pipeline import JpegPipeline, eligible
+from bench.jpeg_bytes import is_gpu_decodable, read_file
 from bench.lanes import BatchPlan, Normaliser, cpu_lanes, torch_threads
 from bench.malloc_tuning import tuned_malloc
 
@@ -49,7 +51,6 @@ warnings.filterwarnings(
 )
 
 Rects = Sequence[Sequence[float]]
-_JPEG_MAGIC = b"\xff\xd8\xff"
 _SENTINEL = object()
 
 
@@ -139,6 +140,8 @@ class _Job:
 # malloc tuned, ran 264 img/s compiled vs ~210 eager after a ~4 s compile (break-even
 # ~4,100 images; docs/PERFORMANCE.md).
 COMPILE_MIN_IMAGES = 5000
+# Reader threads of the CUDA JPEG pipeline when ``workers`` is not given.
+DEFAULT_READERS = 1
 
 
 def default_batch_size(backbone: Backbone, device: str) -> int:
@@ -217,6 +220,25 @@ def sample_keys(
     ]
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off for the block (and back on after).
+
+    A full collection walks every object of the process (~400k with torch
+    loaded): 0.1-0.2 s, longer than a whole GPU extraction of Aria. The
+    pipeline makes almost no reference cycles, so nothing piles up meanwhile.
+    """
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def extract_features(
     samples: Samples,
     backbone: Backbone,
@@ -238,6 +260,38 @@ def extract_features(
     ``decoder`` is ``"pil"`` (exact, the default) or ``"fast"``
     (:func:`bench.data.decode.decode_resized_fast`, CPU only, own cache keys).
     """
+    with gc_paused():
+        return _extract(
+            samples,
+            backbone,
+            digests=digests,
+            cache=cache,
+            mask=mask,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            decoded=decoded,
+            dtype=dtype,
+            decoder=decoder,
+        )
+
+
+def _extract(
+    samples: Samples,
+    backbone: Backbone,
+    *,
+    digests: Sequence[str],
+    cache: FeatureCache | None,
+    mask: Rects | None,
+    device: str,
+    batch_size: int | None,
+    workers: int | None,
+    progress: bool,
+    decoded: DecodedImages | None,
+    dtype: Any,
+    decoder: str,
+) -> ExtractionResult:
     if decoder not in DECODERS:
         raise UserError(f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
     t0 = time.perf_counter()
@@ -302,6 +356,8 @@ class _Runner:
     """Runs the decode -> forward pipeline for the missing samples of one call."""
 
     cpu_lanes = True  # False runs the CPU through the GPU's producer/consumer loop (tests)
+    # devices on which original JPEGs take bench.gpu_pipeline (tests add "cpu")
+    jpeg_direct_devices: tuple[str, ...] = ("cuda",)
 
     def __init__(
         self,
@@ -325,6 +381,8 @@ class _Runner:
         self.batch_size = batch_size
         default_workers = min(8, cpu_threads())
         self.workers = max(1, int(workers or default_workers))
+        # bench.gpu_pipeline's reader threads: files are only read there, so few are needed
+        self.readers = max(1, int(workers or DEFAULT_READERS))
         self.mask_fn = mask_fn
         fast = decoder == "fast" and not self.cuda
         # the in-run memo keeps the two decoders' pixels apart
@@ -388,8 +446,8 @@ class _Runner:
         if self.gpu_jpeg and all(t.kind == "identity" for _, t in job.rows):
             memo = self.decoded.get(self.view, job.digest) if self.decoded else None
             if memo is None:
-                data = job.path.read_bytes()
-                if data[:3] == _JPEG_MAGIC:
+                data = read_file(job.path)
+                if is_gpu_decodable(data):  # a JPEG needing no EXIF rotation
                     enc = self.torch.frombuffer(bytearray(data), dtype=self.torch.uint8)
                     return [(row, enc) for row, _ in job.rows]
         base = self._base_image(job)
@@ -559,11 +617,23 @@ class _Runner:
             batch.ready.record(self._stream)
         batch.device_x = x
 
-    def _gpu_decode_into(self, x: Any, encoded: list[tuple[int, Any]]) -> None:
-        """Decode JPEGs on ``x``'s device (nvjpeg on CUDA, one batched call), resize, fill ``x``."""
+    def _gpu_decode(self, encoded: list[tuple[int, Any]], device: Any) -> list[Any]:
+        """One batched decode of the JPEG byte tensors on ``device`` (nvjpeg on CUDA)."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        images = decode_jpeg([e for _, e in encoded], mode=ImageReadMode.RGB, device=x.device)
+        tensors = [e for _, e in encoded]
+        if device.type == "cuda":  # the op itself: no per-call checks and warnings in Python
+            op = getattr(self.torch.ops.image, "decode_jpegs_cuda", None)
+            if op is not None:
+                return op(tensors, ImageReadMode.RGB.value, device)
+        return decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+
+    def _gpu_decode_into(self, x: Any, encoded: list[tuple[int, Any]]) -> None:
+        """Decode JPEGs on ``x``'s device (nvjpeg on CUDA, one batched call), resize, fill ``x``."""
+        self._place(x, encoded, self._gpu_decode(encoded, x.device))
+
+    def _place(self, x: Any, encoded: list[tuple[int, Any]], images: list[Any]) -> None:
+        """Decoded images resized into their positions of ``x`` (one resize per shape)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
             groups.setdefault(tuple(img.shape[-2:]), []).append(i)
@@ -571,6 +641,19 @@ class _Runner:
             stack = self.torch.stack([images[i] for i in members])
             resized = resize_uint8(stack, self.backbone.input_size, self.backbone.interpolation)
             _put_rows(x, [encoded[i][0] for i in members], resized)
+
+    def _gpu_decode_stack(self, encoded: list[tuple[int, Any]]) -> Any:
+        """A batch of JPEGs only, at positions 0..n-1: decoded, resized, as one uint8 tensor."""
+        torch = self.torch
+        images = self._gpu_decode(encoded, torch.device(self.device))
+        shape = images[0].shape
+        if all(img.shape == shape for img in images):  # the usual case: no copy into place
+            stack = torch.stack(images)
+            return resize_uint8(stack, self.backbone.input_size, self.backbone.interpolation)
+        size = self.backbone.input_size
+        x = torch.empty((len(images), 3, size, size), dtype=torch.uint8, device=images[0].device)
+        self._place(x, encoded, images)
+        return x
 
     def run(
         self,
@@ -591,6 +674,8 @@ class _Runner:
         if self.device == "cpu" and self.cpu_lanes:
             with tuned_malloc():  # activation buffers stay in the heap (bench/malloc_tuning.py)
                 return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
+        if self._jpeg_direct(jobs):
+            return self._run_jpeg_direct(jobs, keys, todo, features, cache, progress, label)
         torch = self.torch
         total = sum(len(j.rows) for j in jobs)
         q: queue.Queue = queue.Queue(maxsize=3)
@@ -598,11 +683,7 @@ class _Runner:
         producer = threading.Thread(target=self._batches, args=(jobs, q, stop), daemon=True)
         model = self._model()
         forward = self._forward_fn(model, total)
-        autocast = (
-            torch.autocast("cuda", dtype=getattr(torch, cuda_autocast_dtype(self.backbone)))
-            if self.cuda
-            else contextlib.nullcontext()
-        )
+        autocast = self._autocast()
         # Cache packs are written off the main thread, by one writer: more writer threads
         # were measured slower on an H200 (they fight the decode thread for the GIL).
         writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
@@ -678,6 +759,49 @@ class _Runner:
             "wait_seconds": round(wait, 4),
             "compute_seconds": round(elapsed, 4),
             "forward_seconds": round(compute, 4),
+        }
+        return self._n_decoded
+
+    # -- CUDA: original JPEGs straight to nvjpeg (bench/gpu_pipeline.py) ---------
+    def _jpeg_direct(self, jobs: list[_Job]) -> bool:
+        mode = os.environ.get("LEUKOBENCH_GPU_PIPELINE", "auto").strip().lower()
+        if mode not in ("auto", "classic"):
+            raise UserError(f"LEUKOBENCH_GPU_PIPELINE={mode!r}: use 'auto' or 'classic'")
+        return (
+            mode == "auto"
+            and self.device.split(":", 1)[0] in self.jpeg_direct_devices
+            and self.mask_fn is None
+            and _gpu_jpeg_available()
+            and eligible(jobs)
+        )
+
+    def _autocast(self) -> Any:
+        torch = self.torch
+        if not self.cuda:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=getattr(torch, cuda_autocast_dtype(self.backbone)))
+
+    def _run_jpeg_direct(
+        self,
+        jobs: list[_Job],
+        keys: list[str],
+        todo: dict[str, list[int]],
+        features: np.ndarray,
+        cache: FeatureCache | None,
+        progress: bool,
+        label: str,
+    ) -> int:
+        model = self._model()
+        forward = self._forward_fn(model, sum(len(j.rows) for j in jobs))
+        pipe = JpegPipeline(self, self.readers)
+        pipe.run(jobs, keys, todo, features, cache, progress, label, forward, self._autocast())
+        self.stats = {
+            "batch_size": self.batch_size,
+            "workers": self.readers,
+            "torch_threads": self.torch.get_num_threads(),
+            "gpu_jpeg": True,
+            "compiled": self.compiled,
+            **pipe.stats,
         }
         return self._n_decoded
 
@@ -815,7 +939,8 @@ class _Runner:
             finally:
                 stop.set()  # Ctrl-C: lanes finish (and store) the batch in hand, then stop
                 for th in threads:
-                    th.join()
+                    if th.ident is not None:  # (Ctrl-C may come before the last one started)
+                        th.join()
         if errors:
             raise errors[0]
         elapsed = time.perf_counter() - t_start
@@ -833,6 +958,31 @@ class _Runner:
             "compute_seconds": round(elapsed, 4),
         }
         return self._n_decoded
+
+
+class _RowFiller:
+    """Writes computed vectors into the result, and into the rows that share their key."""
+
+    def __init__(self, keys: list[str], todo: dict[str, list[int]], features: np.ndarray) -> None:
+        self.keys = keys
+        self.features = features
+        self.dups = {rows[0]: rows[1:] for rows in todo.values() if len(rows) > 1}
+
+    def fill(self, rows: list[int], vecs: np.ndarray) -> None:
+        first, n = rows[0], len(rows)
+        if rows == list(range(first, first + n)):
+            self.features[first : first + n] = vecs
+        else:
+            self.features[rows] = vecs
+        if self.dups:
+            for row, vec in zip(rows, vecs):
+                for dup in self.dups.get(row, ()):
+                    self.features[dup] = vec
+
+    def computed(self, rows: list[int]) -> dict[str, np.ndarray]:
+        """key -> vector of ``rows`` (already filled), for the cache."""
+        keys, features = self.keys, self.features
+        return {keys[row]: features[row] for row in rows}
 
 
 def _fill_rows(

@@ -195,3 +195,23 @@ def test_two_concurrent_writers(tmp_path: Path) -> None:
     got = cache.get_many(shared)
     assert all(np.array_equal(got[k], v) for k, v in shared.items())
     assert cache.info()["entries"] == 450 and not cache.corrupt
+
+
+def test_pack_writes_finish_short_gathered_writes(tmp_path, monkeypatch) -> None:
+    """A short ``writev`` (allowed by POSIX) still leaves a whole, readable pack."""
+    import os
+
+    import bench.feature_cache as fc
+
+    def short_writev(fd, bufs):  # the first buffer and half of the second, as a short write
+        return os.write(fd, bytes(bufs[0])) + os.write(fd, bytes(bufs[1])[: len(bufs[1]) // 2])
+
+    monkeypatch.setattr(fc.os, "writev", short_writev)
+    cache = FeatureCache(tmp_path)
+    vecs = {f"k{i}": np.arange(i, i + 50, dtype=np.float32) for i in range(5)}
+    cache.put_many(vecs, "bb")
+    fresh = FeatureCache(tmp_path)
+    got = fresh.get_many(list(vecs))
+    assert set(got) == set(vecs)
+    for key, vec in vecs.items():
+        np.testing.assert_array_equal(got[key], vec)

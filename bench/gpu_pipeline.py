@@ -1,0 +1,281 @@
+"""CUDA extraction straight from JPEG files: read ahead on the CPU, decode on the GPU.
+
+Used by :mod:`bench.features` when every missing sample is an original
+(un-augmented, unmasked) image in a JPEG file, the usual case for Model 1.
+
+* Reader threads read whole batches of files into memory (bytes only: the
+  file reads release the GIL), a few batches ahead of the GPU.
+* The main thread, per batch: one batched nvjpeg decode
+  (``torchvision.io.decode_jpeg(device="cuda")``, the hardware JPEG engine on
+  A100/H100), resize, normalise, forward under autocast; the features come
+  back one batch behind through pinned memory, so the host never waits for
+  the network. Files that are not JPEG after all, or that need an EXIF
+  rotation, are decoded on the CPU and copied into their batch; a batch that
+  nvjpeg refuses is decoded on the CPU, image by image, so a bad file is
+  named.
+* Cache packs (one per batch) are written by one background thread.
+
+Everything else (augmented copies, masks, other formats) goes through the
+general producer/consumer loop in :class:`bench.features._Runner`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.errors import BadImagesError
+from bench.jpeg_bytes import JPEG_SUFFIXES, is_gpu_decodable, read_file
+
+if TYPE_CHECKING:
+    from bench.feature_cache import FeatureCache
+    from bench.features import _Job, _Runner
+
+# How the reader threads read a file: "os" (bench.jpeg_bytes.read_file: four system
+# calls) or "torchvision" (its C++ ``read_file``). On an H100 host the main thread
+# waited 0.022 s for "os" batches and 0.063 s for "torchvision" ones (2,311 files).
+READER = "os"
+# Read ahead of the GPU: at most this many batches, and this many bytes of files.
+# Reading (~40k files/s) outruns nvjpeg (~25k/s), so the reader finishes early and
+# then leaves the GIL to the decoding thread.
+READ_AHEAD = 64
+READ_AHEAD_BYTES = 256 << 20
+# Bytes of a file's start searched for its EXIF orientation.
+HEAD_BYTES = 8192
+# GIL switch interval while the pipeline runs (None: leave Python's 5 ms).
+SWITCH_INTERVAL_S: float | None = None
+
+
+def eligible(jobs: list[_Job]) -> bool:
+    """Whether every job is one original image in a file named like a JPEG."""
+    return all(
+        job.path.suffix.lower() in JPEG_SUFFIXES and all(t.kind == "identity" for _, t in job.rows)
+        for job in jobs
+    )
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float | None):
+    """``sys.setswitchinterval(seconds)`` for the block (never raised above the current one)."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, seconds or before))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+class _Encoded:
+    """One batch as read: rows, JPEG byte tensors and CPU-decoded images, by position."""
+
+    __slots__ = ("rows", "encoded", "host", "jobs", "nbytes")
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.encoded: list[tuple[int, Any]] = []
+        self.host: list[tuple[int, np.ndarray]] = []
+        self.jobs: list[tuple[int, _Job]] = []  # (first position, job)
+        self.nbytes = 0
+
+
+class JpegPipeline:
+    """Runs one extraction through the read -> nvjpeg -> network pipeline."""
+
+    def __init__(self, runner: _Runner, readers: int) -> None:
+        self.runner = runner
+        self.torch = runner.torch
+        self.readers = max(1, readers)
+        self.ahead = max(2, self.readers + 1)  # until a batch's size in bytes is known
+        self.stats: dict[str, Any] = {}
+        self._op = _torchvision_read_file() if READER == "torchvision" else None
+
+    # -- reader threads ----------------------------------------------------------
+    def _read_one(self, path: Any) -> Any:
+        """The file as a uint8 tensor when it is a JPEG the GPU may decode, else None."""
+        torch = self.torch
+        if self._op is not None:
+            try:
+                enc = self._op(str(path))
+            except RuntimeError:  # missing, empty, unreadable: the plain reader says which
+                pass
+            else:
+                head = enc[:HEAD_BYTES].numpy().tobytes()
+                return enc if is_gpu_decodable(head) else None
+        try:
+            buf = read_file(path)
+        except OSError as exc:
+            raise BadImagesError([(str(path), f"cannot read: {exc.strerror or exc}")]) from exc
+        return torch.frombuffer(buf, dtype=torch.uint8) if is_gpu_decodable(buf) else None
+
+    def _read(self, jobs: list[_Job]) -> _Encoded:
+        batch = _Encoded()
+        for job in jobs:
+            pos = len(batch.rows)
+            batch.jobs.append((pos, job))
+            enc = self._read_one(job.path)
+            if enc is not None:
+                batch.nbytes += enc.numel()
+                for k, (row, _) in enumerate(job.rows):
+                    batch.rows.append(row)
+                    batch.encoded.append((pos + k, enc))
+            else:  # not a JPEG after all, or EXIF-rotated: the CPU decodes it
+                img = self.runner._base_image(job)
+                for k, (row, _) in enumerate(job.rows):
+                    batch.rows.append(row)
+                    batch.host.append((pos + k, img))
+        return batch
+
+    # -- main thread ---------------------------------------------------------------
+    def _to_device(self, batch: _Encoded) -> Any:
+        """The batch as uint8 NCHW on the GPU (decoded, resized)."""
+        torch, runner = self.torch, self.runner
+        size = runner.backbone.input_size
+        if batch.encoded and not batch.host:
+            with contextlib.suppress(RuntimeError):  # (refused: decoded again below)
+                return runner._gpu_decode_stack(batch.encoded)
+        x = torch.empty((len(batch.rows), 3, size, size), dtype=torch.uint8, device=runner.device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if batch.encoded:
+            try:
+                runner._gpu_decode_into(x, batch.encoded)
+            except RuntimeError:  # nvjpeg refused one of them: the CPU decodes this batch
+                batch.host = [
+                    (pos + k, runner._base_image(job))
+                    for pos, job in batch.jobs
+                    for k in range(len(job.rows))
+                ]
+                batch.encoded = []
+        if batch.host:
+            from bench.features import _put_rows
+
+            stack = np.stack([img for _, img in batch.host])
+            host = torch.from_numpy(stack).permute(0, 3, 1, 2)
+            if x.is_cuda:
+                host = host.pin_memory()
+            _put_rows(x, [p for p, _ in batch.host], host.to(x.device, non_blocking=True))
+        return x
+
+    def run(
+        self,
+        jobs: list[_Job],
+        keys: list[str],
+        todo: dict[str, list[int]],
+        features: np.ndarray,
+        cache: FeatureCache | None,
+        progress: bool,
+        label: str,
+        forward: Any,
+        autocast: Any,
+    ) -> None:
+        from bench.features import _progress, _RowFiller
+
+        torch, runner = self.torch, self.runner
+        size = runner.batch_size
+        parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        total = sum(len(j.rows) for j in jobs)
+        cuda = runner.cuda
+        writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
+        writes: list[Future] = []
+        wait = decode = launch = 0.0
+        done = 0
+        in_flight: tuple[list[int], Any, Any] | None = None
+
+        filler = _RowFiller(keys, todo, features)
+
+        def finish(rows: list[int], out: Any, event: Any) -> None:
+            nonlocal done
+            if event is not None:
+                event.synchronize()
+            filler.fill(rows, out.numpy())
+            if writer is not None:  # one pack per batch, written off the main thread
+                computed = filler.computed(rows)
+                writes.append(writer.submit(cache.put_many, computed, runner.backbone.name))
+            done += len(rows)
+
+        t_start = time.perf_counter()
+        pool = ThreadPoolExecutor(self.readers, thread_name_prefix="lb-read")
+        window: collections.deque[Future] = collections.deque()
+        queued = iter(parts)
+        try:
+            with (
+                switch_interval(SWITCH_INTERVAL_S),
+                _progress(progress, total, label) as tracker,
+                torch.inference_mode(),
+                autocast,
+            ):
+                while True:
+                    while len(window) < self.ahead:
+                        part = next(queued, None)
+                        if part is None:
+                            break
+                        window.append(pool.submit(self._read, part))
+                    if not window:
+                        break
+                    t0 = time.perf_counter()
+                    batch = window.popleft().result()
+                    if batch.nbytes:  # batches ahead: as many as READ_AHEAD_BYTES holds
+                        fit = READ_AHEAD_BYTES // max(1, batch.nbytes)
+                        self.ahead = max(self.readers + 1, min(READ_AHEAD, fit))
+                    t1 = time.perf_counter()
+                    x = self._to_device(batch)
+                    t2 = time.perf_counter()
+                    out = forward(runner._normalise(x)).float()
+                    event = None
+                    if cuda:
+                        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+                        host.copy_(out, non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record()
+                        out = host
+                    if in_flight is not None:
+                        finish(*in_flight)
+                    in_flight = (batch.rows, out, event)
+                    wait += t1 - t0
+                    decode += t2 - t1
+                    launch += time.perf_counter() - t2
+                    tracker(done)
+                    while writes and writes[0].done():
+                        writes.pop(0).result()  # a failed cache write stops the run
+                if in_flight is not None:
+                    finish(*in_flight)
+                    in_flight = None
+                    tracker(done)
+        except KeyboardInterrupt:
+            if in_flight is not None:  # keep the batch the GPU has already computed
+                with contextlib.suppress(Exception):
+                    finish(*in_flight)
+            raise
+        finally:
+            for fut in window:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if writer is not None:  # whatever was computed reaches the cache, even on Ctrl-C
+                writer.shutdown(wait=True)
+        for fut in writes:
+            fut.result()  # re-raise a failed cache write
+        self.stats = {
+            "pipeline": "jpeg-direct",
+            "readers": self.readers,
+            "reader": "torchvision" if self._op is not None else "os",
+            "wait_seconds": round(wait, 4),
+            "decode_seconds": round(decode, 4),
+            "forward_seconds": round(launch, 4),
+            "compute_seconds": round(time.perf_counter() - t_start, 4),
+        }
+
+
+def _torchvision_read_file() -> Any:
+    """torchvision's C++ file reader (no deprecation warning per call), or None."""
+    try:
+        import torch
+        import torchvision.io.image  # noqa: F401 - loads the image ops
+
+        return torch.ops.image.read_file
+    except (ImportError, AttributeError, RuntimeError):
+        return None
