@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("features.npz"), help="output .npz")
     p.add_argument("--batch-size", type=int, help="images per forward pass")
     p.add_argument(
-        "--workers", type=int, help="decode threads feeding a GPU (CPU lanes use their own cores)"
+        "--workers",
+        type=int,
+        help="threads feeding a GPU: file readers for JPEGs, decoders for other images (CPU lanes use their own cores)",
     )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--float16", action="store_true", help="store features as float16")
