@@ -333,9 +333,8 @@ def _extract(
             decoded,
             decoder,
         )
-        n_decoded = runner.run(
-            list(jobs.values()), keys, todo, features, cache, progress, backbone.name
-        )
+        work = _Work(list(jobs.values()), keys, todo, features, cache, progress, backbone.name)
+        n_decoded = runner.run(work)
         stats = runner.stats
     seconds = time.perf_counter() - t0
     n_computed = len(todo)
@@ -655,16 +654,7 @@ class _Runner:
         self._place(x, encoded, images)
         return x
 
-    def run(
-        self,
-        jobs: list[_Job],
-        keys: list[str],
-        todo: dict[str, list[int]],
-        features: np.ndarray,
-        cache: FeatureCache | None,
-        progress: bool,
-        label: str,
-    ) -> int:
+    def run(self, work: _Work) -> int:
         """Compute every missing row; returns how many source images were decoded.
 
         On CUDA the loop is pipelined one batch deep: batch k+1 is launched
@@ -673,36 +663,22 @@ class _Runner:
         """
         if self.device == "cpu" and self.cpu_lanes:
             with tuned_malloc():  # activation buffers stay in the heap (bench/malloc_tuning.py)
-                return self._run_lanes(jobs, keys, todo, features, cache, progress, label)
-        if self._jpeg_direct(jobs):
-            return self._run_jpeg_direct(jobs, keys, todo, features, cache, progress, label)
+                return self._run_lanes(work)
+        if self._jpeg_direct(work.jobs):
+            return self._run_jpeg_direct(work)
         torch = self.torch
-        total = sum(len(j.rows) for j in jobs)
+        jobs, total = work.jobs, work.total
         q: queue.Queue = queue.Queue(maxsize=3)
         stop = threading.Event()
         producer = threading.Thread(target=self._batches, args=(jobs, q, stop), daemon=True)
         model = self._model()
         forward = self._forward_fn(model, total)
         autocast = self._autocast()
-        # Cache packs are written off the main thread, by one writer: more writer threads
-        # were measured slower on an H200 (they fight the decode thread for the GIL).
-        writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
-        writes: list[Future] = []
+        collect = _Collector(work, self.backbone.name)
         wait = compute = 0.0
-        done = 0
         t_start = time.perf_counter()
-        bar = _progress(progress, total, label)
+        bar = _progress(work.progress, total, work.label)
         in_flight: tuple[list[int], Any, Any] | None = None
-
-        def finish(rows: list[int], out: Any, event: Any) -> None:
-            nonlocal done
-            if event is not None:
-                event.synchronize()
-            computed = _fill_rows(rows, out.numpy(), keys, todo, features)
-            if writer is not None:  # one pack per batch, written off the main thread
-                writes.append(writer.submit(cache.put_many, computed, self.backbone.name))
-            done += len(rows)
-
         producer.start()
         try:
             with bar as tracker, torch.inference_mode(), autocast:
@@ -715,40 +691,33 @@ class _Runner:
                     if isinstance(item, BaseException):
                         raise item
                     tc = time.perf_counter()
-                    out = forward(self._to_input(item)).float()
-                    event = None
-                    if self.cuda:
-                        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-                        host.copy_(out, non_blocking=True)
-                        event = torch.cuda.Event()
-                        event.record()
-                        out = host
-                    elif self.device == "mps":
-                        out = out.to("cpu")
+                    out, event = self._to_host(forward(self._to_input(item)).float())
                     if in_flight is not None:
-                        finish(*in_flight)
+                        collect.take(*in_flight)
                     in_flight = (item.rows, out, event)
                     if not self.cuda:
-                        finish(*in_flight)
+                        collect.take(*in_flight)
                         in_flight = None
                     compute += time.perf_counter() - tc
-                    tracker(done)
-                    while writes and writes[0].done():
-                        writes.pop(0).result()  # a failed cache write stops the run
+                    tracker(collect.done)
+                    collect.check()
                 if in_flight is not None:
-                    finish(*in_flight)
+                    collect.take(*in_flight)
                     in_flight = None
-                    tracker(done)
+                    tracker(collect.done)
+        except KeyboardInterrupt:
+            if in_flight is not None:  # keep the batch the GPU has already computed
+                with contextlib.suppress(Exception):
+                    collect.take(*in_flight)
+            raise
         finally:
             stop.set()
             while producer.is_alive():  # unblock a producer waiting on a full queue
                 with contextlib.suppress(queue.Empty):
                     q.get(timeout=0.05)
             producer.join()
-            if writer is not None:  # whatever was computed reaches the cache, even on Ctrl-C
-                writer.shutdown(wait=True)
-        for fut in writes:
-            fut.result()  # re-raise a failed cache write
+            collect.close()  # whatever was computed reaches the cache, even on Ctrl-C
+        collect.check(wait=True)
         elapsed = time.perf_counter() - t_start
         self.stats = {
             "batch_size": self.batch_size,
@@ -775,26 +744,29 @@ class _Runner:
             and eligible(jobs)
         )
 
+    def _to_host(self, out: Any) -> tuple[Any, Any]:
+        """Start copying ``out`` to the host: ``(host tensor, CUDA event to wait on | None)``."""
+        torch = self.torch
+        if self.cuda:  # through pinned memory, without waiting for the network
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            return host, event
+        if self.device == "mps":
+            return out.to("cpu"), None
+        return out, None
+
     def _autocast(self) -> Any:
         torch = self.torch
         if not self.cuda:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=getattr(torch, cuda_autocast_dtype(self.backbone)))
 
-    def _run_jpeg_direct(
-        self,
-        jobs: list[_Job],
-        keys: list[str],
-        todo: dict[str, list[int]],
-        features: np.ndarray,
-        cache: FeatureCache | None,
-        progress: bool,
-        label: str,
-    ) -> int:
-        model = self._model()
-        forward = self._forward_fn(model, sum(len(j.rows) for j in jobs))
+    def _run_jpeg_direct(self, work: _Work) -> int:
+        forward = self._forward_fn(self._model(), work.total)
         pipe = JpegPipeline(self, self.readers)
-        pipe.run(jobs, keys, todo, features, cache, progress, label, forward, self._autocast())
+        pipe.run(work, forward, self._autocast())
         self.stats = {
             "batch_size": self.batch_size,
             "workers": self.readers,
@@ -837,16 +809,7 @@ class _Runner:
             list(pool.map(one, range(len(jobs))))
         return rows
 
-    def _run_lanes(
-        self,
-        jobs: list[_Job],
-        keys: list[str],
-        todo: dict[str, list[int]],
-        features: np.ndarray,
-        cache: FeatureCache | None,
-        progress: bool,
-        label: str,
-    ) -> int:
+    def _run_lanes(self, work: _Work) -> int:
         """CPU: every lane takes a batch, decodes it, runs the network, stores the rows.
 
         Lanes write their rows' cache entries themselves after each batch, so an
@@ -854,8 +817,9 @@ class _Runner:
         batch in hand and stop.
         """
         torch = self.torch
-        jobs = self._split_jobs(jobs)
-        total = sum(len(j.rows) for j in jobs)
+        jobs = self._split_jobs(work.jobs)
+        total = work.total
+        cache, filler = work.cache, _RowFiller(work.keys, work.todo, work.features)
         size = self.backbone.input_size
         normaliser = Normaliser(self.backbone.mean, self.backbone.std, size)
         model = self._model()
@@ -889,9 +853,9 @@ class _Runner:
                         inp = x[: len(rows)].permute(0, 3, 1, 2)  # NCHW view of NHWC
                         vecs = forward(inp).float().numpy()
                         t2 = time.perf_counter()
-                        computed = _fill_rows(rows, vecs, keys, todo, features)
+                        filler.fill(rows, vecs)
                         if cache is not None:  # the batch in one pack
-                            cache.put_many(computed, self.backbone.name)
+                            cache.put_many(filler.computed(rows), self.backbone.name)
                         t3 = time.perf_counter()
                         with lock:
                             done += len(rows)
@@ -926,7 +890,7 @@ class _Runner:
                 threading.Thread(target=lane, name=f"lb-lane-{i}", daemon=True)
                 for i in range(self.lanes)
             ]
-            bar = _progress(progress, total, label)
+            bar = _progress(work.progress, total, work.label)
             try:
                 with bar as tracker:
                     for th in threads:
@@ -960,6 +924,59 @@ class _Runner:
         return self._n_decoded
 
 
+@dataclass
+class _Work:
+    """One call's missing samples, and where their features go."""
+
+    jobs: list[_Job]
+    keys: list[str]  # every sample's cache key
+    todo: dict[str, list[int]]  # missing key -> the rows that want it (the first is computed)
+    features: np.ndarray  # the result, filled in place
+    cache: FeatureCache | None
+    progress: bool
+    label: str
+
+    @property
+    def total(self) -> int:
+        return sum(len(job.rows) for job in self.jobs)
+
+
+class _Collector:
+    """Takes computed batches: fills their rows, hands one pack per batch to a writer thread.
+
+    One writer: more were measured slower on an H200 (they fight the decode thread
+    for the GIL).
+    """
+
+    def __init__(self, work: _Work, backbone: str) -> None:
+        self.filler = _RowFiller(work.keys, work.todo, work.features)
+        self.cache = work.cache
+        self.backbone = backbone
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if work.cache else None
+        self.writes: list[Future] = []
+        self.done = 0
+
+    def take(self, rows: list[int], out: Any, event: Any) -> None:
+        """Batch ``rows`` computed as ``out`` (a CPU tensor, complete once ``event`` is)."""
+        if event is not None:
+            event.synchronize()
+        self.filler.fill(rows, out.numpy())
+        if self.writer is not None:
+            computed = self.filler.computed(rows)
+            self.writes.append(self.writer.submit(self.cache.put_many, computed, self.backbone))
+        self.done += len(rows)
+
+    def check(self, wait: bool = False) -> None:
+        """Re-raise a failed cache write (a full disk stops the run); ``wait``: all of them."""
+        while self.writes and (wait or self.writes[0].done()):
+            self.writes.pop(0).result()
+
+    def close(self) -> None:
+        """Let every write started finish (also on Ctrl-C)."""
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
+
+
 class _RowFiller:
     """Writes computed vectors into the result, and into the rows that share their key."""
 
@@ -983,24 +1000,6 @@ class _RowFiller:
         """key -> vector of ``rows`` (already filled), for the cache."""
         keys, features = self.keys, self.features
         return {keys[row]: features[row] for row in rows}
-
-
-def _fill_rows(
-    rows: list[int],
-    vecs: np.ndarray,
-    keys: list[str],
-    todo: dict[str, list[int]],
-    features: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Computed rows (and rows with the same key) into ``features``; returns key -> vector."""
-    features[rows] = vecs
-    computed = {}
-    for row, vec in zip(rows, vecs):
-        key = keys[row]
-        computed[key] = features[row]
-        for dup in todo[key][1:]:
-            features[dup] = vec
-    return computed
 
 
 def resize_uint8(images: Any, size: int, interpolation: str) -> Any:

@@ -34,8 +34,7 @@ from bench.errors import BadImagesError
 from bench.jpeg_bytes import JPEG_SUFFIXES, is_gpu_decodable, read_file
 
 if TYPE_CHECKING:
-    from bench.feature_cache import FeatureCache
-    from bench.features import _Job, _Runner
+    from bench.features import _Job, _Runner, _Work
 
 # How the reader threads read a file: "os" (bench.jpeg_bytes.read_file: four system
 # calls) or "torchvision" (its C++ ``read_file``). On an H100 host the main thread
@@ -161,42 +160,16 @@ class JpegPipeline:
             _put_rows(x, [p for p, _ in batch.host], host.to(x.device, non_blocking=True))
         return x
 
-    def run(
-        self,
-        jobs: list[_Job],
-        keys: list[str],
-        todo: dict[str, list[int]],
-        features: np.ndarray,
-        cache: FeatureCache | None,
-        progress: bool,
-        label: str,
-        forward: Any,
-        autocast: Any,
-    ) -> None:
-        from bench.features import _progress, _RowFiller
+    def run(self, work: _Work, forward: Any, autocast: Any) -> None:
+        """Compute ``work`` with ``forward`` (the device's model) under ``autocast``."""
+        from bench.features import _Collector, _progress
 
         torch, runner = self.torch, self.runner
-        size = runner.batch_size
+        size, jobs = runner.batch_size, work.jobs
         parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        total = sum(len(j.rows) for j in jobs)
-        cuda = runner.cuda
-        writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if cache else None
-        writes: list[Future] = []
+        collect = _Collector(work, runner.backbone.name)
         wait = decode = launch = 0.0
-        done = 0
         in_flight: tuple[list[int], Any, Any] | None = None
-
-        filler = _RowFiller(keys, todo, features)
-
-        def finish(rows: list[int], out: Any, event: Any) -> None:
-            nonlocal done
-            if event is not None:
-                event.synchronize()
-            filler.fill(rows, out.numpy())
-            if writer is not None:  # one pack per batch, written off the main thread
-                computed = filler.computed(rows)
-                writes.append(writer.submit(cache.put_many, computed, runner.backbone.name))
-            done += len(rows)
 
         t_start = time.perf_counter()
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="lb-read")
@@ -205,7 +178,7 @@ class JpegPipeline:
         try:
             with (
                 switch_interval(SWITCH_INTERVAL_S),
-                _progress(progress, total, label) as tracker,
+                _progress(work.progress, work.total, work.label) as tracker,
                 torch.inference_mode(),
                 autocast,
             ):
@@ -225,40 +198,30 @@ class JpegPipeline:
                     t1 = time.perf_counter()
                     x = self._to_device(batch)
                     t2 = time.perf_counter()
-                    out = forward(runner._normalise(x)).float()
-                    event = None
-                    if cuda:
-                        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-                        host.copy_(out, non_blocking=True)
-                        event = torch.cuda.Event()
-                        event.record()
-                        out = host
+                    out, event = runner._to_host(forward(runner._normalise(x)).float())
                     if in_flight is not None:
-                        finish(*in_flight)
+                        collect.take(*in_flight)
                     in_flight = (batch.rows, out, event)
                     wait += t1 - t0
                     decode += t2 - t1
                     launch += time.perf_counter() - t2
-                    tracker(done)
-                    while writes and writes[0].done():
-                        writes.pop(0).result()  # a failed cache write stops the run
+                    tracker(collect.done)
+                    collect.check()
                 if in_flight is not None:
-                    finish(*in_flight)
+                    collect.take(*in_flight)
                     in_flight = None
-                    tracker(done)
+                    tracker(collect.done)
         except KeyboardInterrupt:
             if in_flight is not None:  # keep the batch the GPU has already computed
                 with contextlib.suppress(Exception):
-                    finish(*in_flight)
+                    collect.take(*in_flight)
             raise
         finally:
             for fut in window:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            if writer is not None:  # whatever was computed reaches the cache, even on Ctrl-C
-                writer.shutdown(wait=True)
-        for fut in writes:
-            fut.result()  # re-raise a failed cache write
+            collect.close()  # whatever was computed reaches the cache, even on Ctrl-C
+        collect.check(wait=True)
         self.stats = {
             "pipeline": "jpeg-direct",
             "readers": self.readers,
