@@ -678,7 +678,6 @@ class _Runner:
         wait = compute = 0.0
         t_start = time.perf_counter()
         bar = _progress(work.progress, total, work.label)
-        in_flight: tuple[list[int], Any, Any] | None = None
         producer.start()
         try:
             with bar as tracker, torch.inference_mode(), autocast:
@@ -692,23 +691,13 @@ class _Runner:
                         raise item
                     tc = time.perf_counter()
                     out, event = self._to_host(forward(self._to_input(item)).float())
-                    if in_flight is not None:
-                        collect.take(*in_flight)
-                    in_flight = (item.rows, out, event)
-                    if not self.cuda:
-                        collect.take(*in_flight)
-                        in_flight = None
+                    collect.push(item.rows, out, event)
                     compute += time.perf_counter() - tc
                     tracker(collect.done)
-                    collect.check()
-                if in_flight is not None:
-                    collect.take(*in_flight)
-                    in_flight = None
-                    tracker(collect.done)
+                collect.flush()
+                tracker(collect.done)
         except KeyboardInterrupt:
-            if in_flight is not None:  # keep the batch the GPU has already computed
-                with contextlib.suppress(Exception):
-                    collect.take(*in_flight)
+            collect.rescue()
             raise
         finally:
             stop.set()
@@ -955,6 +944,30 @@ class _Collector:
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="lb-cache") if work.cache else None
         self.writes: list[Future] = []
         self.done = 0
+        self.in_flight: tuple[list[int], Any, Any] | None = None
+
+    def push(self, rows: list[int], out: Any, event: Any) -> None:
+        """A batch just launched: it is taken once the next one is launched (or at once
+        without an event), so the host never waits for the device."""
+        if self.in_flight is not None:
+            self.take(*self.in_flight)
+            self.in_flight = None
+        if event is None:
+            self.take(rows, out, event)
+        else:
+            self.in_flight = (rows, out, event)
+        self.check()
+
+    def flush(self) -> None:
+        """Take the batch still in flight."""
+        if self.in_flight is not None:
+            self.take(*self.in_flight)
+            self.in_flight = None
+
+    def rescue(self) -> None:
+        """On Ctrl-C: keep the batch the device has already computed, if it can be had."""
+        with contextlib.suppress(Exception):
+            self.flush()
 
     def take(self, rows: list[int], out: Any, event: Any) -> None:
         """Batch ``rows`` computed as ``out`` (a CPU tensor, complete once ``event`` is)."""

@@ -169,7 +169,6 @@ class JpegPipeline:
         parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         collect = _Collector(work, runner.backbone.name)
         wait = decode = launch = 0.0
-        in_flight: tuple[list[int], Any, Any] | None = None
 
         t_start = time.perf_counter()
         pool = ThreadPoolExecutor(self.readers, thread_name_prefix="lb-read")
@@ -199,22 +198,15 @@ class JpegPipeline:
                     x = self._to_device(batch)
                     t2 = time.perf_counter()
                     out, event = runner._to_host(forward(runner._normalise(x)).float())
-                    if in_flight is not None:
-                        collect.take(*in_flight)
-                    in_flight = (batch.rows, out, event)
+                    collect.push(batch.rows, out, event)
                     wait += t1 - t0
                     decode += t2 - t1
                     launch += time.perf_counter() - t2
                     tracker(collect.done)
-                    collect.check()
-                if in_flight is not None:
-                    collect.take(*in_flight)
-                    in_flight = None
-                    tracker(collect.done)
+                collect.flush()
+                tracker(collect.done)
         except KeyboardInterrupt:
-            if in_flight is not None:  # keep the batch the GPU has already computed
-                with contextlib.suppress(Exception):
-                    collect.take(*in_flight)
+            collect.rescue()
             raise
         finally:
             for fut in window:

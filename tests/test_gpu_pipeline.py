@@ -218,3 +218,33 @@ def test_on_cuda_both_loops_agree_with_the_cpu(tmp_path: Path) -> None:
     assert "pipeline" not in loop.stats
     for got in (direct.features, loop.features[:6]):
         assert np.abs(got - want).max() <= 0.05 * np.abs(want).max() + 1e-2
+
+
+def test_collector_keeps_one_batch_in_flight_and_rescues_it(tmp_path) -> None:
+    """With an event (CUDA) a batch is taken when the next is launched, at the end, or on Ctrl-C."""
+    from bench.features import _Collector, _Work
+
+    class Event:
+        waited = 0
+
+        def synchronize(self) -> None:
+            Event.waited += 1
+
+    keys = [f"k{i}" for i in range(6)]
+    todo = {k: [i] for i, k in enumerate(keys)}
+    features = np.zeros((6, 2), np.float32)
+    cache = FeatureCache(tmp_path)
+    collect = _Collector(_Work([], keys, todo, features, cache, False, "bb"), "bb")
+    batch = [torch.full((2, 2), float(b + 1)) for b in range(3)]
+    collect.push([0, 1], batch[0], Event())
+    assert collect.done == 0 and not features.any()  # still in flight
+    collect.push([2, 3], batch[1], Event())
+    assert collect.done == 2 and Event.waited == 1 and features[:2].tolist() == [[1, 1], [1, 1]]
+    collect.rescue()  # Ctrl-C: the batch in flight is kept
+    assert collect.done == 4 and features[2:4].tolist() == [[2, 2], [2, 2]]
+    collect.push([4, 5], batch[2], None)  # no event (CPU, MPS): taken at once
+    assert collect.done == 6 and features[4:].tolist() == [[3, 3], [3, 3]]
+    collect.close()
+    collect.check(wait=True)
+    assert set(cache.get_many(keys)) == set(keys)  # one pack per batch, all written
+    assert cache.info()["packs"] == 3
