@@ -22,8 +22,6 @@ general producer/consumer loop in :class:`bench.features._Runner`.
 from __future__ import annotations
 
 import collections
-import contextlib
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -36,19 +34,11 @@ from bench.jpeg_bytes import JPEG_SUFFIXES, is_gpu_decodable, read_file
 if TYPE_CHECKING:
     from bench.features import _Job, _Runner, _Work
 
-# How the reader threads read a file: "os" (bench.jpeg_bytes.read_file: four system
-# calls) or "torchvision" (its C++ ``read_file``). On an H100 host the main thread
-# waited 0.022 s for "os" batches and 0.063 s for "torchvision" ones (2,311 files).
-READER = "os"
 # Read ahead of the GPU: at most this many batches, and this many bytes of files.
 # Reading (~40k files/s) outruns nvjpeg (~25k/s), so the reader finishes early and
 # then leaves the GIL to the decoding thread.
 READ_AHEAD = 64
 READ_AHEAD_BYTES = 256 << 20
-# Bytes of a file's start searched for its EXIF orientation.
-HEAD_BYTES = 8192
-# GIL switch interval while the pipeline runs (None: leave Python's 5 ms).
-SWITCH_INTERVAL_S: float | None = None
 
 
 def eligible(jobs: list[_Job]) -> bool:
@@ -57,17 +47,6 @@ def eligible(jobs: list[_Job]) -> bool:
         job.path.suffix.lower() in JPEG_SUFFIXES and all(t.kind == "identity" for _, t in job.rows)
         for job in jobs
     )
-
-
-@contextlib.contextmanager
-def switch_interval(seconds: float | None):
-    """``sys.setswitchinterval(seconds)`` for the block (never raised above the current one)."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, seconds or before))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 class _Encoded:
@@ -92,20 +71,15 @@ class JpegPipeline:
         self.readers = max(1, readers)
         self.ahead = max(2, self.readers + 1)  # until a batch's size in bytes is known
         self.stats: dict[str, Any] = {}
-        self._op = _torchvision_read_file() if READER == "torchvision" else None
 
     # -- reader threads ----------------------------------------------------------
     def _read_one(self, path: Any) -> Any:
-        """The file as a uint8 tensor when it is a JPEG the GPU may decode, else None."""
+        """The file as a uint8 tensor when it is a JPEG the GPU may decode, else None.
+
+        (Four system calls: torchvision's C++ ``read_file`` was measured slower inside
+        the pipeline on an H100 host, 0.045 s of waiting for batches against 0.011 s.)
+        """
         torch = self.torch
-        if self._op is not None:
-            try:
-                enc = self._op(str(path))
-            except RuntimeError:  # missing, empty, unreadable: the plain reader says which
-                pass
-            else:
-                head = enc[:HEAD_BYTES].numpy().tobytes()
-                return enc if is_gpu_decodable(head) else None
         try:
             buf = read_file(path)
         except OSError as exc:
@@ -134,22 +108,19 @@ class JpegPipeline:
     def _to_device(self, batch: _Encoded) -> Any:
         """The batch as uint8 NCHW on the GPU (decoded, resized)."""
         torch, runner = self.torch, self.runner
-        size = runner.backbone.input_size
-        if batch.encoded and not batch.host:
-            with contextlib.suppress(RuntimeError):  # (refused: decoded again below)
+        if batch.encoded and not batch.host:  # the usual batch: JPEGs only, no copy into place
+            try:
                 return runner._gpu_decode_stack(batch.encoded)
+            except RuntimeError:
+                self._decode_on_cpu(batch)
+        size = runner.backbone.input_size
         x = torch.empty((len(batch.rows), 3, size, size), dtype=torch.uint8, device=runner.device)
         x = x.contiguous(memory_format=torch.channels_last)
         if batch.encoded:
             try:
                 runner._gpu_decode_into(x, batch.encoded)
-            except RuntimeError:  # nvjpeg refused one of them: the CPU decodes this batch
-                batch.host = [
-                    (pos + k, runner._base_image(job))
-                    for pos, job in batch.jobs
-                    for k in range(len(job.rows))
-                ]
-                batch.encoded = []
+            except RuntimeError:
+                self._decode_on_cpu(batch)
         if batch.host:
             from bench.features import _put_rows
 
@@ -159,6 +130,15 @@ class JpegPipeline:
                 host = host.pin_memory()
             _put_rows(x, [p for p, _ in batch.host], host.to(x.device, non_blocking=True))
         return x
+
+    def _decode_on_cpu(self, batch: _Encoded) -> None:
+        """nvjpeg refused one of the batch's JPEGs: the CPU decodes them all (and names a bad one)."""
+        batch.host = [
+            (pos + k, self.runner._base_image(job))
+            for pos, job in batch.jobs
+            for k in range(len(job.rows))
+        ]
+        batch.encoded = []
 
     def run(self, work: _Work, forward: Any, autocast: Any) -> None:
         """Compute ``work`` with ``forward`` (the device's model) under ``autocast``."""
@@ -176,7 +156,6 @@ class JpegPipeline:
         queued = iter(parts)
         try:
             with (
-                switch_interval(SWITCH_INTERVAL_S),
                 _progress(work.progress, work.total, work.label) as tracker,
                 torch.inference_mode(),
                 autocast,
@@ -217,20 +196,8 @@ class JpegPipeline:
         self.stats = {
             "pipeline": "jpeg-direct",
             "readers": self.readers,
-            "reader": "torchvision" if self._op is not None else "os",
             "wait_seconds": round(wait, 4),
             "decode_seconds": round(decode, 4),
             "forward_seconds": round(launch, 4),
             "compute_seconds": round(time.perf_counter() - t_start, 4),
         }
-
-
-def _torchvision_read_file() -> Any:
-    """torchvision's C++ file reader (no deprecation warning per call), or None."""
-    try:
-        import torch
-        import torchvision.io.image  # noqa: F401 - loads the image ops
-
-        return torch.ops.image.read_file
-    except (ImportError, AttributeError, RuntimeError):
-        return None

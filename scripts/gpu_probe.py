@@ -7,7 +7,7 @@ section on its own so one failure does not hide the others: file reads, the
 batched nvjpeg decode at several batch sizes (and whether it holds the GIL),
 the bare bf16 forward, plain hand-written loops (the ceiling for a Python
 pipeline), and ``extract_features`` itself in its variants (general loop vs the
-JPEG pipeline, reader threads, batch size, GIL switch interval, cache on/off).
+JPEG pipeline, reader threads, read-ahead, batch size, cache on/off).
 The figures behind docs/PERFORMANCE.md's GPU section.
 """
 
@@ -337,7 +337,6 @@ def main(data: Path, out_json: Path) -> None:
         res = {}
         res["classic"] = e2e(alex, pipeline="classic")
         res["direct_default"] = e2e(alex, repeats=9)
-        res["direct_reader_torchvision"] = e2e(alex, READER="torchvision")
         res["direct_read_ahead_4"] = e2e(alex, READ_AHEAD=4)
         res["direct_batch_128"] = e2e(alex, batch=128)
         res["direct_batch_512"] = e2e(alex, batch=512)
@@ -385,7 +384,7 @@ def main(data: Path, out_json: Path) -> None:
         }
 
     only = os.environ.get("PROBE_ONLY", "")
-    for fn in (_reads, _decode, _bare, _plain, _e2e, _eff, _match):
+    for fn in (_reads, _decode, _gil, _bare, _plain, _e2e, _eff, _match):
         if only and fn.__name__.strip("_") not in only.split(","):
             continue
         fn()
