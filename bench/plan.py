@@ -15,8 +15,8 @@ from bench.suite import Suite
 def plan_rows(suite: Suite, registry: Registry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The dataset summary and one row per (protocol, backbone, seed) with cache status."""
     from bench.cache_paths import run_workdir
+    from bench.extraction import sample_keys
     from bench.feature_cache import FeatureCache
-    from bench.features import sample_keys
     from bench.runner import RunState, prepare_data, resolve_device, samples_for, splits_for
 
     data = prepare_data(suite, registry)

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.atomic import atomic_write_bytes
 from bench.cache_paths import cache_root
-from bench.protocols.features_cv import FoldPrediction
+from bench.crossval import FoldPrediction
 
 FORMAT_VERSION = 1
 _PACKAGES = ("leukobench", "scikit-learn", "xgboost", "numpy")

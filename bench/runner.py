@@ -201,7 +201,7 @@ def features_for(
     state: RunState, backbone_name: str, samples: Samples, augment: bool, seed: int
 ) -> np.ndarray:
     """Features of ``samples`` (from the cache where possible), memoised for the run."""
-    from bench.features import extract_features
+    from bench.extraction import extract_features
 
     key = (backbone_name, augment, seed)
     if key not in state.features:
@@ -339,8 +339,8 @@ def _predictions(
     state: RunState, X: np.ndarray, y: np.ndarray, splits: list, classifiers: dict[str, dict]
 ) -> tuple[dict[str, list], set[str]]:
     """Fold predictions per classifier: from the prediction cache, else fitted (and cached)."""
+    from bench.crossval import cross_validate
     from bench.prediction_cache import PredictionCache, data_digest, prediction_key
-    from bench.protocols.features_cv import cross_validate
 
     positive = state.data.imageset.positive_index
     cache = PredictionCache() if state.cache is not None else None
@@ -520,8 +520,8 @@ def run_suite(
     use_cache: bool | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every cell of ``suite``; return the record and where it was written."""
+    from bench.extraction import DecodedImages
     from bench.feature_cache import FeatureCache
-    from bench.features import DecodedImages
 
     registry = registry or get_registry()
     console = console or Console(stderr=True)

@@ -40,8 +40,8 @@ import torch
 
 from bench.data.imageset import Samples, file_digest
 from bench.data.loaders import load_imagefolder
+from bench.extraction import default_batch_size, extract_features
 from bench.feature_cache import FeatureCache
-from bench.features import default_batch_size, extract_features
 from bench.lanes import cpu_lanes, torch_threads
 from bench.malloc_tuning import prepare_malloc, tuned_malloc
 from bench.registry import get_registry

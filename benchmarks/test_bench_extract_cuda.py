@@ -35,8 +35,8 @@ import torch
 
 from bench.data.imageset import Samples, file_digest
 from bench.data.loaders import load_imagefolder
+from bench.extraction import extract_features, resize_uint8
 from bench.feature_cache import FeatureCache
-from bench.features import extract_features, resize_uint8
 from bench.registry import get_registry
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

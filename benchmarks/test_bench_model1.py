@@ -20,7 +20,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_validate as sk_cross_validate
 
-from bench.protocols.features_cv import cross_validate
+from bench.crossval import cross_validate
 from bench.registry import get_registry
 from plugins.sklearn_classifiers import reference_estimator
 

@@ -171,7 +171,7 @@ def main(data: Path, out_json: Path) -> None:
             "decode_rate_while_spinning": count["decode_rate"],
         }
 
-    from bench.features import extract_features, resize_uint8
+    from bench.extraction import extract_features, resize_uint8
     from bench.registry import get_registry
 
     alex = get_registry().build_backbone("alexnet", weights="none")

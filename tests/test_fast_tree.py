@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
+from bench.crossval import cross_validate
 from bench.fast_tree import Presort, build_tree
-from bench.protocols.features_cv import cross_validate
 from bench.registry import get_registry
 from benchmarks.test_bench_model1 import fc7_like, grouped_folds
 from plugins.sklearn_classifiers import ExactTree

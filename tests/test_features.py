@@ -14,8 +14,8 @@ from bench.backbone import Backbone
 from bench.data.decode import decode_resized
 from bench.data.imageset import IDENTITY, ImageSet, Samples, Transform, file_digest
 from bench.errors import BadImagesError, UserError
+from bench.extraction import DecodedImages, extract_features, sample_keys
 from bench.feature_cache import CacheCorruptionWarning, FeatureCache
-from bench.features import DecodedImages, extract_features, sample_keys
 
 
 def _write_images(folder: Path, n: int = 10, size: int = 48) -> list[Path]:

@@ -7,9 +7,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.naive_bayes import GaussianNB
 
+from bench.crossval import FoldPrediction, cross_validate
 from bench.errors import UserError
 from bench.hookspecs import hookimpl
-from bench.protocols.features_cv import FoldPrediction, cross_validate
 from bench.registry import get_registry
 from bench.specs import ClassifierSpec
 from plugins.sklearn_classifiers import reference_estimator

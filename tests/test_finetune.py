@@ -323,7 +323,7 @@ def test_shared_decode_memo_is_filled_then_reused(tmp_path, monkeypatch):
     import hashlib
 
     from bench.data import decode
-    from bench.features import DecodedImages
+    from bench.extraction import DecodedImages
 
     samples = tiny_samples()
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in samples.imageset.paths]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from bench.crossval import FoldPrediction
 from bench.metrics import compute_metrics, confusion_matrix, summarize
-from bench.protocols.features_cv import FoldPrediction
 
 
 def _random_binary(seed: int, n: int = 200):

@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bench.data.imageset import Samples
     from bench.data.validate import validate
+    from bench.extraction import extract_features
     from bench.feature_cache import FeatureCache
-    from bench.features import extract_features
     from bench.registry import get_registry
 
     console = Console(stderr=True)
