@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pluggy
 
-from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec
+from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec, ProtocolSpec
 
 PROJECT_NAME = "leukobench"
 
@@ -70,6 +70,27 @@ def leukobench_datasets() -> list[DatasetSpec] | DatasetSpec | None:
     happen later, once, in the engine. A loader that cannot understand its
     input raises :class:`bench.errors.UserError` naming the path and what it
     expected.
+
+    Called once per process, when the registry loads.
+    """
+
+
+@hookspec
+def leukobench_protocols() -> list[ProtocolSpec] | ProtocolSpec | None:
+    """Return the protocols (units of work a suite's ``[[protocol]]`` names) this plugin provides.
+
+    A protocol is named by the suite's ``kind`` (``features`` is Model 1,
+    ``finetune`` Model 2). The spec's ``factory()`` returns a
+    :class:`bench.protocols.base.Protocol`: it declares its table keys and
+    settings (type, default, bounds, description: validated when the suite
+    loads, before any image is read), plans its dry-run rows, splits its work
+    into picklable :class:`bench.protocols.base.Job` s, runs one job given a
+    :class:`bench.protocols.context.RunContext`, and assembles job results into
+    typed :class:`bench.records.CellRecord` s. Example::
+
+        @hookimpl
+        def leukobench_protocols():
+            return ProtocolSpec("majority", MajorityBaseline, "predicts the largest class")
 
     Called once per process, when the registry loads.
     """

@@ -22,7 +22,12 @@ from bench.errors import DuplicateNameError, UnknownNameError, UserError
 from bench.specs import SPEC_KINDS, BackboneSpec, ClassifierSpec, DatasetSpec
 
 ENTRY_POINT_GROUP = "leukobench"
-_SINGULAR = {"backbones": "backbone", "classifiers": "classifier", "datasets": "dataset"}
+_SINGULAR = {
+    "backbones": "backbone",
+    "classifiers": "classifier",
+    "datasets": "dataset",
+    "protocols": "protocol",
+}
 
 
 def suggest(name: str, known: Iterable[str]) -> str:
@@ -138,6 +143,10 @@ class Registry:
     def datasets(self) -> dict[str, DatasetSpec]:
         return self._all()["datasets"]
 
+    @property
+    def protocols(self) -> dict[str, Any]:
+        return self._all()["protocols"]
+
     # -- look-ups ----------------------------------------------------------
     def backbone(self, name: str) -> tuple[BackboneSpec, dict[str, Any]]:
         """The spec for ``name`` and extra factory options (``model_name`` for families)."""
@@ -159,6 +168,12 @@ class Registry:
         if name not in self.datasets:
             raise unknown("dataset", name, self.datasets)
         return self.datasets[name]
+
+    def protocol(self, name: str) -> Any:
+        """The :class:`bench.protocols.base.ProtocolSpec` for the suite ``kind`` ``name``."""
+        if name not in self.protocols:
+            raise unknown("protocol", name, self.protocols)
+        return self.protocols[name]
 
     def build_backbone(self, name: str, **options: Any) -> Any:
         """Build the backbone ``name`` with ``options``."""

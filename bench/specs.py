@@ -66,8 +66,23 @@ class DatasetSpec:
     plugin: str = ""
 
 
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A protocol (the suite's ``kind``) a plugin provides.
+
+    ``factory()`` returns a :class:`bench.protocols.base.Protocol`; ``name`` must
+    equal the protocol's ``name``.
+    """
+
+    name: str
+    factory: Callable[[], Any]
+    description: str = ""
+    plugin: str = ""
+
+
 SPEC_KINDS: dict[str, type] = {
     "backbones": BackboneSpec,
     "classifiers": ClassifierSpec,
     "datasets": DatasetSpec,
+    "protocols": ProtocolSpec,
 }
