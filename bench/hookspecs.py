@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pluggy
 
-from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec, ProtocolSpec
+from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec, ExecutorSpec, ProtocolSpec
 
 PROJECT_NAME = "leukobench"
 
@@ -91,6 +91,21 @@ def leukobench_protocols() -> list[ProtocolSpec] | ProtocolSpec | None:
         @hookimpl
         def leukobench_protocols():
             return ProtocolSpec("majority", MajorityBaseline, "predicts the largest class")
+
+    Called once per process, when the registry loads.
+    """
+
+
+@hookspec
+def leukobench_executors() -> list[ExecutorSpec] | ExecutorSpec | None:
+    """Return the executors (what runs a run's jobs) this plugin provides.
+
+    The spec's ``factory(**options)`` returns a :class:`bench.executor.Executor`
+    whose ``run(ctx, protocol, jobs, on_result)`` runs every job (each after
+    its ``deps``) through ``protocol.run_job`` and returns the results by job
+    id. A suite picks one with ``[run] executor = "<name>"`` or ``--executor``;
+    ``local`` (this process, in order) is the default. Results must not depend
+    on the executor: the same suite gives the same record bit for bit.
 
     Called once per process, when the registry loads.
     """

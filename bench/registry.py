@@ -27,6 +27,7 @@ _SINGULAR = {
     "classifiers": "classifier",
     "datasets": "dataset",
     "protocols": "protocol",
+    "executors": "executor",
 }
 
 
@@ -147,6 +148,10 @@ class Registry:
     def protocols(self) -> dict[str, Any]:
         return self._all()["protocols"]
 
+    @property
+    def executors(self) -> dict[str, Any]:
+        return self._all()["executors"]
+
     # -- look-ups ----------------------------------------------------------
     def backbone(self, name: str) -> tuple[BackboneSpec, dict[str, Any]]:
         """The spec for ``name`` and extra factory options (``model_name`` for families)."""
@@ -174,6 +179,12 @@ class Registry:
         if name not in self.protocols:
             raise unknown("protocol", name, self.protocols)
         return self.protocols[name]
+
+    def executor(self, name: str) -> Any:
+        """The :class:`bench.specs.ExecutorSpec` named ``name`` (``local``, ``ray``, ...)."""
+        if name not in self.executors:
+            raise unknown("executor", name, self.executors)
+        return self.executors[name]
 
     def build_backbone(self, name: str, **options: Any) -> Any:
         """Build the backbone ``name`` with ``options``."""

@@ -80,9 +80,24 @@ class ProtocolSpec:
     plugin: str = ""
 
 
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """An executor (what runs a run's jobs) a plugin provides.
+
+    ``factory(**options)`` returns a :class:`bench.executor.Executor`; options come
+    from the suite's ``[run]`` table and the command line (e.g. ``address``).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
 SPEC_KINDS: dict[str, type] = {
     "backbones": BackboneSpec,
     "classifiers": ClassifierSpec,
     "datasets": DatasetSpec,
     "protocols": ProtocolSpec,
+    "executors": ExecutorSpec,
 }
