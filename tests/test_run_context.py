@@ -147,3 +147,34 @@ def test_executor_key_does_not_change_the_digest(tmp_path):
     path.write_text(path.read_text().replace("[suite]", '[run]\nexecutor = "local"\n[suite]'))
     assert load_suite(str(path), registry=registry).digest() == plain.digest()
     assert json.dumps(plain.config, sort_keys=True)  # plain JSON (digested)
+
+
+def test_saved_models_live_under_the_run_id_and_are_named_in_the_record(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    results = tmp_path / "r"
+    args = ["run", str(suite), "--results-dir", str(results), "--no-progress"]
+    args += ["--set", "protocol.0.save_model=true", "--set", "protocol.1.save_model=true"]
+    assert main(args) == 0
+    assert main(args) == 0  # a second run never overwrites the first one's models
+    capsys.readouterr()
+    records = sorted(results.glob("*.json"))
+    assert len(records) == 2 and records[0].stem != records[1].stem
+    for path in records:
+        record = json.loads(path.read_text())
+        models = [m for c in record["cells"] for m in c["models"]]
+        assert len(models) == 3 and {m["fold"] for m in models} == {None, 0}
+        for m in models:
+            assert m["path"].startswith(f"models/{path.stem}/")
+            assert (results / m["path"]).is_file() and len(m["sha256"]) == 64
+    run_id = records[0].stem
+    images = tmp_path / "imgs"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 80, 90)).save(images / "a.png")
+    cell = "features|timm/resnet18|lda|seed=0|p0"
+    base = ["predict", "--results-dir", str(results), str(images), "--format", "json"]
+    assert main(["predict", "--model", f"{run_id}:{cell}", *base[1:]]) == 0
+    assert "a.png" in capsys.readouterr().out
+    assert main(["predict", "--model", run_id, *base[1:]]) == 2  # several: the error lists them
+    assert f"{run_id}:{cell}" in capsys.readouterr().err
