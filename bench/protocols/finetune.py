@@ -37,10 +37,12 @@ from bench.checkpoint import (
     save_training_state,
 )
 from bench.data.imageset import Samples, Transform
-from bench.device import resolve_device
+from bench.data.mask import mask_fns
+from bench.device import autocast, resolve_device
 from bench.errors import BadImagesError, UserError
-from bench.features import DecodedImages, _mask_fns
+from bench.extraction import DecodedImages, Normaliser
 from bench.malloc_tuning import tuned_malloc
+from bench.progress import progress_bar
 from bench.protocols.graph_step import GraphedStep, graph_unsupported
 from bench.registry import suggest
 
@@ -252,7 +254,7 @@ class ImageBank:
     """Every needed source image decoded once (uint8 HWC), masked, then transformed per sample.
 
     With ``decoded`` and ``digests`` (content digest per image of the image set),
-    decodes go through that in-run memo (:class:`bench.features.DecodedImages`),
+    decodes go through that in-run memo (:class:`bench.extraction.DecodedImages`),
     shared with feature extraction and other fine-tuning cells of the same view.
     """
 
@@ -275,7 +277,7 @@ class ImageBank:
         self.size = size
         self.images: dict[int, np.ndarray] = {}
         memo = decoded if digests is not None else None
-        mkey, mask_fn = _mask_fns(mask)
+        mkey, mask_fn = mask_fns(mask)
         view = (size, interpolation, mkey)
         problems: list[tuple[str, str]] = []
         for src in sorted({int(s) for s in sources}):
@@ -295,8 +297,7 @@ class ImageBank:
             self.images[src] = img
         if problems:
             raise BadImagesError(problems, hint="fix or remove them (or run with --skip-bad)")
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.normaliser = Normaliser(mean, std)
 
     def image(self, i: int, transform: Transform | None = None) -> np.ndarray:
         """Sample ``i`` as uint8 HWC (``transform`` replaces the sample's own when given)."""
@@ -316,16 +317,7 @@ class ImageBank:
             self.image(i, None if transforms is None else transforms[j])
             for j, i in enumerate(indices)
         ]
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
-        return (x - self.mean) / self.std
-
-
-def normalise_uint8(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW (the exact arithmetic training uses)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
-    return (x - m) / s
+        return self.normaliser.training(np.stack(imgs))
 
 
 # -- validation carve ----------------------------------------------------------------
@@ -405,15 +397,6 @@ def _set_mode(model: nn.Module, head: nn.Module | None, settings: FinetuneSettin
         model.train()
 
 
-def _autocast(
-    device: torch.device, amp: str, cache_enabled: bool = True
-) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype, cache_enabled=cache_enabled)
-
-
 # -- the protocol -----------------------------------------------------------------------------
 def _index_digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
@@ -453,7 +436,7 @@ def finetune_cv(
     the architecture at predict time (defaults: ``backbone.name`` and ``{}``).
     ``mask`` (rectangles for :func:`bench.data.mask.apply_mask`) is applied to
     every decoded source image, training and test. With ``decoded`` (the run's
-    :class:`bench.features.DecodedImages`) and ``digests`` (content digest of each
+    :class:`bench.extraction.DecodedImages`) and ``digests`` (content digest of each
     image of ``samples.imageset``), decoded images are shared through that memo.
     Returns one result per split.
     """
@@ -518,7 +501,7 @@ def finetune_cv(
     )
     results = []
     heap = tuned_malloc() if device.type == "cpu" else contextlib.nullcontext()
-    with heap, _sigterm_as_interrupt(), _deterministic(device), _progress(progress) as bar:
+    with heap, _sigterm_as_interrupt(), _deterministic(device), _bar(progress) as bar:
         for fold, (train_idx, test_idx) in enumerate(splits):
             key_src = {
                 **common,
@@ -544,31 +527,13 @@ def finetune_cv(
     return results
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+def _bar(enabled: bool) -> contextlib.AbstractContextManager:
+    """The training progress bar (``bench.progress``): epoch/step, loss, img/s, ETA."""
+    return progress_bar(
+        enabled,
+        metrics=("loss {task.fields[loss]:.4f}", "{task.fields[ips]:.1f} img/s"),
+        eta_label=True,
     )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[ips]:.1f} img/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ) as bar:
-        yield bar
 
 
 @dataclass
@@ -593,7 +558,7 @@ class _FoldContext:
             for start in range(0, len(idx), bs):
                 chunk = idx[start : start + bs]
                 x = self._to_device(self.bank.batch(chunk))
-                with _autocast(self.device, self.settings.amp):
+                with autocast(self.device, self.settings.amp):
                     logits = model(x)
                 logits = logits.float().cpu()
                 y = torch.from_numpy(labels[chunk])
@@ -753,14 +718,14 @@ class _FoldContext:
                             optimizer,
                             x,
                             y,
-                            lambda: _autocast(self.device, s.amp, cache_enabled=False),
+                            lambda: autocast(self.device, s.amp, cache_enabled=False),
                         )
                     logits, loss = graphed(x, y)
                     logits, loss = logits.detach().clone(), loss.detach().clone()
                     pending.append((len(batch_idx), loss, (logits.argmax(1) == y).sum(), lr))
                     self._show(bar, task, pending, t0, epoch, steps, step, fold, n_folds, loss)
                     continue
-                with _autocast(self.device, s.amp):
+                with autocast(self.device, s.amp):
                     logits = model(x)
                     loss = criterion(logits.float(), y)
                 # a captured step owns the .grad tensors: zero them in place, never drop them
