@@ -5,11 +5,66 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from bench.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+AUTOCAST_DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class RuntimeHints:
+    """How a backbone likes to be run: measured speed settings, never part of its features' identity.
+
+    * ``cpu_batch_size``: extraction batch size on the CPU (``None``: 32, or 8 above
+      256 px); CUDA always uses 256.
+    * ``cpu_compile``: ``torch.compile`` the extractor on the CPU for runs of at least
+      5,000 images (only where the plugin measured a gain).
+    * ``cuda_autocast``: the autocast dtype on CUDA, ``"bfloat16"`` (default),
+      ``"float16"`` or ``"float32"``. It changes the numbers, so it is part of CUDA
+      feature-cache keys (``cuda-bf16``, ``cuda-float16``, ...).
+
+    The older way, the same keys in ``Backbone.extra``, still works (read once, when
+    the Backbone is made) and is deprecated.
+    """
+
+    cpu_batch_size: int | None = None
+    cpu_compile: bool = False
+    cuda_autocast: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        size = self.cpu_batch_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise UserError(f"RuntimeHints.cpu_batch_size must be a positive integer, got {size!r}")
+        if self.cuda_autocast not in AUTOCAST_DTYPES:
+            raise UserError(
+                f"cuda_autocast {self.cuda_autocast!r} is not a known dtype "
+                f"(use {', '.join(AUTOCAST_DTYPES)})"
+            )
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> RuntimeHints | None:
+        """Hints given the deprecated way, as ``Backbone.extra`` keys; ``None`` when none are."""
+        if not any(f.name in extra for f in fields(cls)):
+            return None
+        size = extra.get("cpu_batch_size")
+        return cls(
+            cpu_batch_size=int(size) if size else None,
+            cpu_compile=bool(extra.get("cpu_compile", False)),
+            cuda_autocast=str(extra.get("cuda_autocast", "bfloat16")),
+        )
+
+    def as_extra(self) -> dict[str, Any]:
+        """The hints that differ from the defaults, as the ``extra`` keys records have always shown."""
+        default = RuntimeHints()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
 
 
 @dataclass
@@ -22,7 +77,9 @@ class Backbone:
     ``num_classes`` head, found at ``model.get_submodule(head_module)`` (so
     protocols can freeze the body or give the head a larger learning rate).
     ``weights_digest`` identifies the exact weights
-    (sha256 of the state dict bytes, or ``"random:<seed>"``).
+    (sha256 of the state dict bytes, or ``"random:<seed>"``). ``hints`` are the
+    plugin's measured speed settings (:class:`RuntimeHints`); ``extra`` is free-form
+    provenance shown in records.
     """
 
     name: str
@@ -39,6 +96,16 @@ class Backbone:
     layer: str = ""
     head_module: str = ""  # dotted path of the new head inside make_finetune(k)'s module
     extra: dict[str, Any] = field(default_factory=dict)
+    hints: RuntimeHints = field(default_factory=RuntimeHints)
+
+    def __post_init__(self) -> None:
+        if self.hints == RuntimeHints():  # deprecated: hints given as ``extra`` keys
+            try:
+                legacy = RuntimeHints.from_extra(self.extra)
+            except (TypeError, ValueError, UserError) as exc:
+                raise UserError(f"backbone {self.name}: {exc}") from None
+            if legacy is not None:
+                self.hints = legacy
 
     def preprocessing(self) -> dict[str, Any]:
         """What the images go through before the network (recorded and cache-keyed)."""
@@ -50,7 +117,14 @@ class Backbone:
         }
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able description for result records and feature files."""
+        """A JSON-able description for result records and feature files.
+
+        ``extra`` lists the hints that differ from the defaults after the plugin's own
+        keys, as records showed them when hints were ``extra`` keys.
+        """
+        extra = dict(self.extra)
+        for key, value in self.hints.as_extra().items():
+            extra.setdefault(key, value)
         return {
             "name": self.name,
             "layer": self.layer,
@@ -59,7 +133,7 @@ class Backbone:
             "weights_digest": self.weights_digest,
             "pretrained": self.pretrained,
             "preprocessing": self.preprocessing(),
-            **({"extra": self.extra} if self.extra else {}),
+            **({"extra": extra} if extra else {}),
         }
 
     def cache_identity(self) -> str:

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from bench.checkpoint import load_model_file
+from bench.device import torch_device
 from bench.errors import UserError
+from bench.extraction.normalise import Normaliser
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
@@ -72,6 +74,7 @@ class Predictor:
         self.input_size = int(pre["input_size"])
         self.interpolation = str(pre.get("interpolation", "bilinear"))
         self.mean, self.std = tuple(pre["mean"]), tuple(pre["std"])
+        self.normaliser = Normaliser(self.mean, self.std)
         self.mask = pre.get("mask")
 
     def load_image(self, path: Path) -> np.ndarray:
@@ -86,9 +89,7 @@ class Predictor:
         return img
 
     def tensor(self, batch: np.ndarray) -> torch.Tensor:
-        from bench.protocols.finetune import normalise_uint8
-
-        return normalise_uint8(batch, self.mean, self.std).to(self.device)
+        return self.normaliser.training(batch).to(self.device)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, k)`` for a uint8 NHWC batch."""
@@ -187,11 +188,7 @@ class FeaturePredictor(Predictor):
 def load_predictor(path: Path, device: str = "cpu") -> Predictor:
     """Load a model file; :class:`UserError` if missing, corrupt, truncated or foreign."""
     tensors, meta = load_model_file(Path(path))
-    dev = torch.device(
-        "cuda"
-        if device == "auto" and torch.cuda.is_available()
-        else ("cpu" if device == "auto" else device)
-    )
+    dev = torch_device(device)
     predictors = {cls.kind: cls for cls in (FinetunePredictor, FeaturePredictor)}
     return predictors.get(meta["kind"], FeaturePredictor)(tensors, meta, dev)
 

@@ -5,7 +5,7 @@ Run: ``python -m pytest benchmarks/test_bench_extract.py --benchmark-enable -s``
 * ``test_bare_forward``: the model on pre-made tensors (channels_last, the
   plugin's batch size, eager), run two ways: one stream with every torch
   thread, and the pipeline's CPU lanes (two streams, half the threads each,
-  see ``bench/lanes.py``) -> images/s of each; the faster is "bare".
+  see ``bench/extraction/cpu_lanes.py``) -> images/s of each; the faster is "bare".
 * ``test_compiled_forward``: the same with ``torch.compile`` (inductor,
   frozen weights, compiled for the lanes' thread count as the pipeline does);
   prints compile time, images/s and the max deviation from the eager float32
@@ -41,8 +41,8 @@ import torch
 from bench.data.imageset import Samples, file_digest
 from bench.data.loaders import load_imagefolder
 from bench.extraction import default_batch_size, extract_features
+from bench.extraction.cpu_lanes import cpu_lanes, torch_threads
 from bench.feature_cache import FeatureCache
-from bench.lanes import cpu_lanes, torch_threads
 from bench.malloc_tuning import prepare_malloc, tuned_malloc
 from bench.registry import get_registry
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from bench.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, RuntimeHints
 from bench.errors import UserError, WeightsNotFoundError
 from bench.hookspecs import hookimpl
 from bench.specs import BackboneSpec
@@ -155,10 +155,10 @@ def alexnet_backbone(
         extra={
             "architecture": "torchvision.models.alexnet",
             **({"weights_url": WEIGHTS_URL} if choice.kind == "imagenet" else {}),
-            # measured (docs/backbones.md): in the CPU lanes batch 32 beats 64 (~290 vs
-            # ~285 img/s bare, 256 vs 236-250 end to end); compiling does not help
-            "cpu_batch_size": 32,
         },
+        # measured (docs/backbones.md): in the CPU lanes batch 32 beats 64 (~290 vs
+        # ~285 img/s bare, 256 vs 236-250 end to end); compiling does not help
+        hints=RuntimeHints(cpu_batch_size=32),
     )
 
 

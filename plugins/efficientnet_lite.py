@@ -18,7 +18,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from bench.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from bench.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, RuntimeHints
 from bench.errors import UserError, WeightsNotFoundError
 from bench.hookspecs import hookimpl
 from bench.specs import BackboneSpec
@@ -36,7 +36,7 @@ INTERPOLATION = "bicubic"
 # torch.compile (inductor, frozen weights) ~2x faster than eager for large runs.
 # cuda_autocast: bf16 moved EfficientNet-Lite0 features by up to 9% (min cosine 0.9899 vs CPU
 # float32, H200); float16's longer mantissa is safe here (ReLU6 bounds the activations).
-SPEED_HINTS = {"cpu_batch_size": 32, "cpu_compile": True, "cuda_autocast": "float16"}
+SPEED_HINTS = RuntimeHints(cpu_batch_size=32, cpu_compile=True, cuda_autocast="float16")
 
 
 def package_dir(variant: str) -> Path | None:
@@ -120,7 +120,7 @@ def lite_backbone(
             load=None,
             seed=seed,
             pretrained_cfg=cfg,
-            extra=dict(SPEED_HINTS),
+            hints=SPEED_HINTS,
         )
     path = package_weights(variant) if choice.kind == "imagenet" else choice.path
     assert path is not None
@@ -137,7 +137,8 @@ def lite_backbone(
         load=load,
         seed=seed,
         pretrained_cfg=cfg,
-        extra={"weights_file": str(path), "weights_package": VARIANTS[variant][0], **SPEED_HINTS},
+        extra={"weights_file": str(path), "weights_package": VARIANTS[variant][0]},
+        hints=SPEED_HINTS,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.backbone import Backbone
+from bench.backbone import Backbone, RuntimeHints
 from bench.errors import UserError
 from bench.weights import seeded
 
@@ -35,11 +35,13 @@ def backbone_from_timm(
     seed: int,
     pretrained_cfg: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    hints: RuntimeHints | None = None,
 ) -> Backbone:
     """Wrap a timm architecture as a Backbone.
 
     ``load(model)`` puts the chosen weights into a freshly created 1,000-class
-    (or default-head) model; ``None`` keeps the seeded random init.
+    (or default-head) model; ``None`` keeps the seeded random init. ``hints``
+    are the plugin's measured speed settings (default: none).
     """
     import timm
 
@@ -90,4 +92,5 @@ def backbone_from_timm(
             **({"crop_pct_not_applied": cfg["crop_pct"]} if cfg.get("crop_pct") else {}),
             **(extra or {}),
         },
+        hints=hints or RuntimeHints(),
     )

@@ -88,7 +88,7 @@ def rate(fn, n, repeats=5, synced=True):
 def main(data: Path, out_json: Path) -> None:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from bench.jpeg_bytes import read_file
+    from bench.extraction.jpeg_bytes import read_file
 
     paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     n = len(paths)
@@ -286,15 +286,15 @@ def main(data: Path, out_json: Path) -> None:
     from bench.feature_cache import FeatureCache
 
     if DRY:  # exercise the JPEG pipeline's code on the CPU
-        import bench.features as features_mod
+        import bench.extraction.extract as face
 
-        features_mod._Runner.jpeg_direct_devices = ("cuda", "cpu")
-        features_mod._Runner.cpu_lanes = False
+        face.JPEG_DIRECT_DEVICES = ("cuda", "cpu")
+        face.CPU_LANES = False
     iset = load_imagefolder(data)
     digests = [file_digest(p) for p in iset.paths]
     samples = Samples.originals(iset)
 
-    import bench.gpu_pipeline as gp
+    import bench.extraction.jpeg_pipeline as gp
 
     def e2e(bb, *, pipeline="auto", workers=None, batch=None, cache=False, repeats=5, **knobs):
         os.environ["LEUKOBENCH_GPU_PIPELINE"] = pipeline

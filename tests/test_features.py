@@ -185,7 +185,10 @@ def test_gpu_decode_path_runs_on_cpu_tensors(tmp_path) -> None:
     import torch
     from PIL import Image
 
-    from bench.features import _Batch, _Runner
+    from bench.extraction.device_loop import Batch, DeviceLoop
+    from bench.extraction.gpu_decode import decode_into
+    from bench.extraction.jobs import Setup
+    from bench.extraction.sources import SourceImages
 
     rng = np.random.default_rng(0)
     paths = []
@@ -193,18 +196,20 @@ def test_gpu_decode_path_runs_on_cpu_tensors(tmp_path) -> None:
         path = tmp_path / f"{i}.jpg"
         Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(path, quality=95)
         paths.append(path)
-    runner = _Runner(_tiny_backbone(), "cpu", 4, 1, None, "", None)
+    bb = _tiny_backbone()
+    sources = SourceImages(bb, mask_fn=None, mkey="", decoded=None)
+    loop = DeviceLoop(Setup(bb, "cpu", 4, 1, 1, sources), gpu_jpeg=False)
     encoded = [
         (2 - i, torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8))
         for i, p in enumerate(paths)
     ]
     x = torch.zeros((3, 3, 32, 32), dtype=torch.uint8)
-    runner._gpu_decode_into(x, encoded)
+    decode_into(x, encoded, 32, "bilinear")
     for i, path in enumerate(paths):
         want = torch.from_numpy(decode_resized(path, 32, "bilinear")).permute(2, 0, 1)
         diff = (x[2 - i].int() - want.int()).abs()
         assert float(diff.float().mean()) < 1.0 and int(diff.max()) <= 8, path
-    out = runner._to_input(_Batch([0], [0], np.zeros((1, 32, 32, 3), np.uint8), []))
+    out = loop.to_input(Batch([0], [0], np.zeros((1, 32, 32, 3), np.uint8), []))
     assert out.shape == (1, 3, 32, 32) and out.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -405,13 +410,13 @@ def test_lanes_match_one_lane_with_copies_wider_than_a_batch(tiny, monkeypatch) 
 
 def test_device_loop_on_the_cpu_matches_the_lanes(tiny, monkeypatch) -> None:
     """The producer/consumer loop CUDA and MPS use, run on the CPU: same features, packs."""
-    import bench.features as features_mod
+    import bench.extraction.extract as face
 
     iset, digests, cache = tiny
     bb = _tiny_backbone()
     samples = Samples.originals(iset)
     lanes = extract_features(samples, bb, digests=digests, cache=None, progress=False, batch_size=4)
-    monkeypatch.setattr(features_mod._Runner, "cpu_lanes", False)
+    monkeypatch.setattr(face, "CPU_LANES", False)
     loop = extract_features(samples, bb, digests=digests, cache=cache, progress=False, batch_size=4)
     assert "lanes" not in loop.stats and loop.n_computed == 10
     np.testing.assert_allclose(loop.features, lanes.features, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
-"""The CUDA JPEG pipeline (bench/gpu_pipeline.py), run on the CPU with torchvision's decoder."""
+"""The CUDA JPEG pipeline (bench/extraction/jpeg_pipeline.py), run on the CPU with torchvision's
+decoder."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-import bench.features as features_mod
+import bench.extraction.extract as face
+import bench.extraction.jpeg_pipeline as gp
 from bench.data.decode import decode_resized
 from bench.data.imageset import IDENTITY, Samples, Transform
 from bench.errors import BadImagesError, UserError
+from bench.extraction import extract_features, sample_keys
+from bench.extraction.collector import Collector
+from bench.extraction.jobs import Work
+from bench.extraction.jpeg_bytes import exif_orientation, is_gpu_decodable, read_file
 from bench.feature_cache import FeatureCache
-from bench.features import extract_features, sample_keys
-from bench.jpeg_bytes import exif_orientation, is_gpu_decodable, read_file
 from tests.test_features import _imageset, _reference, _tiny_backbone
 
 
@@ -44,8 +48,8 @@ def _jpegs(folder: Path, n: int = 9) -> list[Path]:
 
 @pytest.fixture
 def direct(monkeypatch):
-    monkeypatch.setattr(features_mod._Runner, "jpeg_direct_devices", ("cuda", "cpu"))
-    monkeypatch.setattr(features_mod._Runner, "cpu_lanes", False)
+    monkeypatch.setattr(face, "JPEG_DIRECT_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(face, "CPU_LANES", False)
 
 
 def _exif_jpeg(path: Path, img: np.ndarray, orientation: int) -> None:
@@ -172,12 +176,10 @@ def test_augmented_copies_and_the_opt_out_take_the_general_loop(
 
 
 def test_ctrl_c_keeps_the_batch_already_computed(tmp_path, direct, monkeypatch) -> None:
-    import bench.gpu_pipeline as gp
-
     iset, digests = _imageset(_jpegs(tmp_path / "data", 9))
     bb = _tiny_backbone()
     cache = FeatureCache(tmp_path / "cache")
-    real = gp.JpegPipeline._to_device
+    real = gp.JpegPipeline.to_device
     calls = {"n": 0}
 
     def interrupt_third(self, batch):
@@ -186,14 +188,14 @@ def test_ctrl_c_keeps_the_batch_already_computed(tmp_path, direct, monkeypatch) 
             raise KeyboardInterrupt
         return real(self, batch)
 
-    monkeypatch.setattr(gp.JpegPipeline, "_to_device", interrupt_third)
+    monkeypatch.setattr(gp.JpegPipeline, "to_device", interrupt_third)
     samples = Samples.originals(iset)
     with pytest.raises(KeyboardInterrupt):
         extract_features(
             samples, bb, digests=digests, cache=cache, progress=False, device="cpu", batch_size=3
         )
     assert len(cache.get_many(sample_keys(samples, bb, digests))) == 6  # batches 1 and 2
-    monkeypatch.setattr(gp.JpegPipeline, "_to_device", real)
+    monkeypatch.setattr(gp.JpegPipeline, "to_device", real)
     res = extract_features(samples, bb, digests=digests, cache=cache, progress=False, device="cpu")
     assert res.n_cached == 6 and res.n_computed == 3
     assert torch.get_num_threads() >= 1
@@ -222,7 +224,6 @@ def test_on_cuda_both_loops_agree_with_the_cpu(tmp_path: Path) -> None:
 
 def test_collector_keeps_one_batch_in_flight_and_rescues_it(tmp_path) -> None:
     """With an event (CUDA) a batch is taken when the next is launched, at the end, or on Ctrl-C."""
-    from bench.features import _Collector, _Work
 
     class Event:
         waited = 0
@@ -234,7 +235,7 @@ def test_collector_keeps_one_batch_in_flight_and_rescues_it(tmp_path) -> None:
     todo = {k: [i] for i, k in enumerate(keys)}
     features = np.zeros((6, 2), np.float32)
     cache = FeatureCache(tmp_path)
-    collect = _Collector(_Work([], keys, todo, features, cache, False, "bb"), "bb")
+    collect = Collector(Work([], keys, todo, features, cache, False, "bb"), "bb")
     batch = [torch.full((2, 2), float(b + 1)) for b in range(3)]
     collect.push([0, 1], batch[0], Event())
     assert collect.done == 0 and not features.any()  # still in flight

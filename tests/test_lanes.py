@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from bench.lanes import BatchPlan, Normaliser, cpu_lanes, torch_threads
+from bench.extraction.cpu_lanes import BatchPlan, cpu_lanes, torch_threads
+from bench.extraction.normalise import Normaliser
 
 
 def test_two_lanes_split_the_threads(monkeypatch) -> None:
@@ -81,7 +82,7 @@ def test_plan_is_thread_safe() -> None:
 def test_normaliser_equals_per_channel_addcmul() -> None:
     rng = np.random.default_rng(0)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    norm = Normaliser(mean, std, 37)
+    norm = Normaliser(mean, std)
     m, s = torch.tensor(mean), torch.tensor(std)
     for _ in range(5):
         img = rng.integers(0, 256, (37, 37, 3), dtype=np.uint8)

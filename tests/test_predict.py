@@ -12,9 +12,9 @@ from test_finetune import register_tiny, run_tiny, tiny_backbone, tiny_samples
 
 from bench.checkpoint import save_feature_pipeline, save_model_file
 from bench.cli import main
+from bench.extraction import Normaliser
 from bench.hookspecs import hookimpl
 from bench.predict import collect_images, load_predictor
-from bench.protocols.finetune import normalise_uint8
 from bench.specs import ClassifierSpec
 
 
@@ -160,7 +160,7 @@ def test_feature_pipeline_predicts_like_its_classifier(tmp_path, capsys):
     import torch
 
     with torch.no_grad():
-        feats = backbone.extractor(normalise_uint8(imgs, backbone.mean, backbone.std)).numpy()
+        feats = backbone.extractor(Normaliser(backbone.mean, backbone.std).training(imgs)).numpy()
     train, test = np.arange(0, 12, 2), np.arange(1, 12, 2)
     path = save_feature_pipeline(
         tmp_path / "pipe.safetensors",

@@ -8,7 +8,7 @@ lower-right corner. Covered pixels are set to 0 (black).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,3 +57,15 @@ def mask_key(rects: Sequence[Rect]) -> str:
     if not boxes:
         return ""
     return "mask[" + ";".join(",".join(f"{v:g}" for v in b) for b in boxes) + "]"
+
+
+def mask_fns(rects: Sequence[Rect] | None) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
+    """``(mask key, function blanking the rectangles | None)`` for ``rects`` (``None``: no mask).
+
+    The key goes into feature-cache keys and the in-run decode memo's view; the
+    function is applied to a decoded, resized image before any transform.
+    """
+    if not rects:
+        return "", None
+    key = mask_key(rects)
+    return key, (lambda img: apply_mask(img, rects)) if key else None

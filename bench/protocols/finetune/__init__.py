@@ -10,7 +10,7 @@ Modules: :mod:`~bench.protocols.finetune.settings` (declared settings),
 
 from bench.hookspecs import hookimpl
 from bench.protocols.finetune.cv import finetune_cv, samples_fingerprint, train_fold
-from bench.protocols.finetune.images import ImageBank, carve_validation, normalise_uint8
+from bench.protocols.finetune.images import ImageBank, carve_validation
 from bench.protocols.finetune.optim import build_optimizer, derive_seed
 from bench.protocols.finetune.protocol import FinetuneProtocol
 from bench.protocols.finetune.settings import SETTINGS, FinetuneSettings
@@ -28,7 +28,6 @@ __all__ = [
     "derive_seed",
     "finetune_cv",
     "leukobench_protocols",
-    "normalise_uint8",
     "samples_fingerprint",
     "train_fold",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from bench.backbone import Backbone
 from bench.checkpoint import SCHEMA
 from bench.data.imageset import Samples
 from bench.malloc_tuning import tuned_malloc
+from bench.progress import progress_bar
 from bench.protocols.finetune.images import ImageBank
 from bench.protocols.finetune.optim import deterministic, sigterm_as_interrupt, torch_device
 from bench.protocols.finetune.settings import FinetuneSettings
@@ -181,34 +182,16 @@ def train_fold(
     }
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
     heap = tuned_malloc() if device.type == "cpu" else contextlib.nullcontext()
-    with heap, sigterm_as_interrupt(), deterministic(device), _progress(progress) as bar:
+    with heap, sigterm_as_interrupt(), deterministic(device), _bar(progress) as bar:
         return trainer.run_fold(
             fold, len(splits), train_idx, test_idx, workdir / f"fold-{fold:02d}", key, bar
         )
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+def _bar(enabled: bool) -> contextlib.AbstractContextManager:
+    """The training progress bar (``bench.progress``): epoch/step, loss, img/s, ETA."""
+    return progress_bar(
+        enabled,
+        metrics=("loss {task.fields[loss]:.4f}", "{task.fields[ips]:.1f} img/s"),
+        eta_label=True,
     )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[ips]:.1f} img/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ) as bar:
-        yield bar

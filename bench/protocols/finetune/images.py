@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from bench.data.imageset import Samples, Transform
+from bench.data.mask import mask_fns
 from bench.errors import BadImagesError
-
-
-def mask_fns(mask: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray] | None]:
-    """``(mask key, function blanking the rectangles | None)`` for the suite's ``data.mask``."""
-    if not mask:
-        return "", None
-    from bench.data.mask import apply_mask, mask_key
-
-    key = mask_key(mask)
-    return key, (lambda img: apply_mask(img, mask)) if key else None
+from bench.extraction import Normaliser
 
 
 # -- images in memory ------------------------------------------------------------------
@@ -70,8 +62,7 @@ class ImageBank:
             self.images[src] = img
         if problems:
             raise BadImagesError(problems, hint="fix or remove them (or run with --skip-bad)")
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.normaliser = Normaliser(mean, std)
 
     def image(self, i: int, transform: Transform | None = None) -> np.ndarray:
         """Sample ``i`` as uint8 HWC (``transform`` replaces the sample's own when given)."""
@@ -91,16 +82,7 @@ class ImageBank:
             self.image(i, None if transforms is None else transforms[j])
             for j, i in enumerate(indices)
         ]
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
-        return (x - self.mean) / self.std
-
-
-def normalise_uint8(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW (the exact arithmetic training uses)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
-    return (x - m) / s
+        return self.normaliser.training(np.stack(imgs))
 
 
 # -- validation carve ----------------------------------------------------------------

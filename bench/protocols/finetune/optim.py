@@ -109,12 +109,3 @@ def set_train_mode(model: nn.Module, head: nn.Module | None, settings: FinetuneS
         head.train()
     else:
         model.train()
-
-
-def autocast(
-    device: torch.device, amp: str, cache_enabled: bool = True
-) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype, cache_enabled=cache_enabled)

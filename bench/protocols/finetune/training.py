@@ -30,11 +30,11 @@ from bench.checkpoint import (
     save_training_state,
 )
 from bench.data.imageset import Samples
+from bench.device import autocast
 from bench.errors import UserError
 from bench.protocols.finetune.graph_step import GraphedStep
 from bench.protocols.finetune.images import ImageBank, carve_validation
 from bench.protocols.finetune.optim import (
-    autocast,
     build_optimizer,
     derive_seed,
     head_of,

@@ -1,6 +1,6 @@
 """CUDA extraction straight from JPEG files: read ahead on the CPU, decode on the GPU.
 
-Used by :mod:`bench.features` when every missing sample is an original
+Used by :func:`bench.extraction.extract_features` when every missing sample is an original
 (un-augmented, unmasked) image in a JPEG file, the usual case for Model 1.
 
 * Reader threads read whole batches of files into memory (bytes only: the
@@ -16,7 +16,7 @@ Used by :mod:`bench.features` when every missing sample is an original
 * Cache packs (one per batch) are written by one background thread.
 
 Everything else (augmented copies, masks, other formats) goes through the
-general producer/consumer loop in :class:`bench.features._Runner`.
+general producer/consumer loop, :mod:`bench.extraction.device_loop`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,20 @@ from __future__ import annotations
 import collections
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from bench.device import autocast
 from bench.errors import BadImagesError
-from bench.jpeg_bytes import JPEG_SUFFIXES, is_gpu_decodable, read_file
-
-if TYPE_CHECKING:
-    from bench.features import _Job, _Runner, _Work
+from bench.extraction.collector import Collector, to_host
+from bench.extraction.gpu_decode import decode_into, decode_stack, put_rows
+from bench.extraction.jobs import Job, Setup, Work
+from bench.extraction.jpeg_bytes import JPEG_SUFFIXES, is_gpu_decodable, read_file
+from bench.extraction.model import forward_fn, prepare_model
+from bench.extraction.normalise import Normaliser
+from bench.extraction.settings import cuda_autocast_dtype
+from bench.progress import rate_bar
 
 # Read ahead of the GPU: at most this many batches, and this many bytes of files.
 # Reading (~40k files/s) outruns nvjpeg (~25k/s), so the reader finishes early and
@@ -41,7 +46,7 @@ READ_AHEAD = 64
 READ_AHEAD_BYTES = 256 << 20
 
 
-def eligible(jobs: list[_Job]) -> bool:
+def eligible(jobs: list[Job]) -> bool:
     """Whether every job is one original image in a file named like a JPEG."""
     return all(
         job.path.suffix.lower() in JPEG_SUFFIXES and all(t.kind == "identity" for _, t in job.rows)
@@ -58,18 +63,21 @@ class _Encoded:
         self.rows: list[int] = []
         self.encoded: list[tuple[int, Any]] = []
         self.host: list[tuple[int, np.ndarray]] = []
-        self.jobs: list[tuple[int, _Job]] = []  # (first position, job)
+        self.jobs: list[tuple[int, Job]] = []  # (first position, job)
         self.nbytes = 0
 
 
 class JpegPipeline:
     """Runs one extraction through the read -> nvjpeg -> network pipeline."""
 
-    def __init__(self, runner: _Runner, readers: int) -> None:
-        self.runner = runner
-        self.torch = runner.torch
-        self.readers = max(1, readers)
+    def __init__(self, setup: Setup) -> None:
+        import torch
+
+        self.setup = setup
+        self.torch = torch
+        self.readers = max(1, setup.readers)
         self.ahead = max(2, self.readers + 1)  # until a batch's size in bytes is known
+        self.normaliser = Normaliser(setup.backbone.mean, setup.backbone.std)
         self.stats: dict[str, Any] = {}
 
     # -- reader threads ----------------------------------------------------------
@@ -86,7 +94,7 @@ class JpegPipeline:
             raise BadImagesError([(str(path), f"cannot read: {exc.strerror or exc}")]) from exc
         return torch.frombuffer(buf, dtype=torch.uint8) if is_gpu_decodable(buf) else None
 
-    def _read(self, jobs: list[_Job]) -> _Encoded:
+    def _read(self, jobs: list[Job]) -> _Encoded:
         batch = _Encoded()
         for job in jobs:
             pos = len(batch.rows)
@@ -98,56 +106,52 @@ class JpegPipeline:
                     batch.rows.append(row)
                     batch.encoded.append((pos + k, enc))
             else:  # not a JPEG after all, or EXIF-rotated: the CPU decodes it
-                img = self.runner._base_image(job)
+                img = self.setup.sources.image(job)
                 for k, (row, _) in enumerate(job.rows):
                     batch.rows.append(row)
                     batch.host.append((pos + k, img))
         return batch
 
     # -- main thread ---------------------------------------------------------------
-    def _to_device(self, batch: _Encoded) -> Any:
+    def to_device(self, batch: _Encoded) -> Any:
         """The batch as uint8 NCHW on the GPU (decoded, resized)."""
-        torch, runner = self.torch, self.runner
+        torch, setup = self.torch, self.setup
+        size, interpolation = setup.backbone.input_size, setup.backbone.interpolation
         if batch.encoded and not batch.host:  # the usual batch: JPEGs only, no copy into place
             try:
-                return runner._gpu_decode_stack(batch.encoded)
+                return decode_stack(batch.encoded, setup.device, size, interpolation)
             except RuntimeError:
                 self._decode_on_cpu(batch)
-        size = runner.backbone.input_size
-        x = torch.empty((len(batch.rows), 3, size, size), dtype=torch.uint8, device=runner.device)
+        x = torch.empty((len(batch.rows), 3, size, size), dtype=torch.uint8, device=setup.device)
         x = x.contiguous(memory_format=torch.channels_last)
         if batch.encoded:
             try:
-                runner._gpu_decode_into(x, batch.encoded)
+                decode_into(x, batch.encoded, size, interpolation)
             except RuntimeError:
                 self._decode_on_cpu(batch)
         if batch.host:
-            from bench.features import _put_rows
-
             stack = np.stack([img for _, img in batch.host])
             host = torch.from_numpy(stack).permute(0, 3, 1, 2)
             if x.is_cuda:
                 host = host.pin_memory()
-            _put_rows(x, [p for p, _ in batch.host], host.to(x.device, non_blocking=True))
+            put_rows(x, [p for p, _ in batch.host], host.to(x.device, non_blocking=True))
         return x
 
     def _decode_on_cpu(self, batch: _Encoded) -> None:
         """nvjpeg refused one of the batch's JPEGs: the CPU decodes them all (and names a bad one)."""
         batch.host = [
-            (pos + k, self.runner._base_image(job))
+            (pos + k, self.setup.sources.image(job))
             for pos, job in batch.jobs
             for k in range(len(job.rows))
         ]
         batch.encoded = []
 
-    def run(self, work: _Work, forward: Any, autocast: Any) -> None:
-        """Compute ``work`` with ``forward`` (the device's model) under ``autocast``."""
-        from bench.features import _Collector, _progress
-
-        torch, runner = self.torch, self.runner
-        size, jobs = runner.batch_size, work.jobs
+    def run(self, work: Work, forward: Any, amp: Any) -> None:
+        """Compute ``work`` with ``forward`` (the device's model) under ``amp`` (autocast)."""
+        torch, setup = self.torch, self.setup
+        size, jobs, device = setup.batch_size, work.jobs, setup.device
         parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        collect = _Collector(work, runner.backbone.name)
+        collect = Collector(work, setup.backbone.name)
         wait = decode = launch = 0.0
 
         t_start = time.perf_counter()
@@ -156,9 +160,9 @@ class JpegPipeline:
         queued = iter(parts)
         try:
             with (
-                _progress(work.progress, work.total, work.label) as tracker,
+                rate_bar(work.progress, work.total, work.label) as tracker,
                 torch.inference_mode(),
-                autocast,
+                amp,
             ):
                 while True:
                     while len(window) < self.ahead:
@@ -174,9 +178,9 @@ class JpegPipeline:
                         fit = READ_AHEAD_BYTES // max(1, batch.nbytes)
                         self.ahead = max(self.readers + 1, min(READ_AHEAD, fit))
                     t1 = time.perf_counter()
-                    x = self._to_device(batch)
+                    x = self.to_device(batch)
                     t2 = time.perf_counter()
-                    out, event = runner._to_host(forward(runner._normalise(x)).float())
+                    out, event = to_host(forward(self.normaliser.tensor(x)).float(), device)
                     collect.push(batch.rows, out, event)
                     wait += t1 - t0
                     decode += t2 - t1
@@ -201,3 +205,22 @@ class JpegPipeline:
             "forward_seconds": round(launch, 4),
             "compute_seconds": round(time.perf_counter() - t_start, 4),
         }
+
+
+def run_jpeg_pipeline(setup: Setup, work: Work) -> dict[str, Any]:
+    """Compute ``work`` (originals in JPEG files only, see :func:`eligible`); the run's figures."""
+    import torch
+
+    backbone = setup.backbone
+    model = prepare_model(backbone, setup.device)
+    forward, compiled = forward_fn(model, backbone, setup.device, setup.batch_size, work.total)
+    pipe = JpegPipeline(setup)
+    pipe.run(work, forward, autocast(setup.device, cuda_autocast_dtype(backbone)))
+    return {
+        "batch_size": setup.batch_size,
+        "workers": setup.readers,
+        "torch_threads": torch.get_num_threads(),
+        "gpu_jpeg": True,
+        "compiled": compiled,
+        **pipe.stats,
+    }
