@@ -61,6 +61,11 @@ class _Memo:
                 entry[1] = True
             return entry[2]
 
+    def has(self, key: Hashable) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and entry[1]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -111,6 +116,10 @@ class CVContext:
     def shared(self, key: Hashable, factory: Callable[[], T]) -> T:
         """``factory()`` computed once per ``key`` for the whole run (thread-safe)."""
         return self._memo.get(key, factory)
+
+    def has_shared(self, key: Hashable) -> bool:
+        """Whether :meth:`shared` already holds a value for ``key``."""
+        return self._memo.has(key)
 
     def note(self, message: str) -> None:
         """Tell the user once (one line) that a slower or different path was taken."""

@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "n_jobs": (_INT, None),
         "cache": (_BOOL, None),
         "decoder": (_STR, None),
+        "memory_limit": ((str, int), None),
     },
 }
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
@@ -83,6 +84,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "n_jobs": 2,
         "cache": True,
         "decoder": "pil",
+        "memory_limit": "auto",
     },
 }
 PROTOCOL_DEFAULTS: dict[str, Any] = {

@@ -168,12 +168,12 @@ def largest_fold(context: CVContext) -> tuple[int, int]:
 
 
 def svm_fold_bytes(n_train: int, n_test: int, n_features: int, cache_mb: float) -> int:
-    """One SVM fold fit: its kernel block, test block, libsvm's cache, the fold's X.var() copy."""
-    return (
-        (n_train * n_train + 2 * n_test * n_train) * F64
-        + int(cache_mb * 2**20)
-        + 2 * n_train * n_features * F64
-    )
+    """One SVM fold fit: its kernel block, test block, libsvm's cache, the fold's X.var() copy.
+
+    libsvm's cache holds float32 kernel rows, at most ``cache_size`` MB and at most all of them.
+    """
+    cache = min(int(cache_mb * 2**20), n_train * n_train * 4)
+    return (n_train * n_train + 2 * n_test * n_train) * F64 + cache + 2 * n_train * n_features * F64
 
 
 def gram_fits(context: CVContext) -> bool:
@@ -184,14 +184,23 @@ def gram_fits(context: CVContext) -> bool:
         + gram_bytes(context)
         + svm_fold_bytes(n_train, n_test, context.n_features, 200)
     )
-    fits = need <= context.memory_limit
-    if not fits:
-        context.note(
-            f"note: the {context.n_samples:,} x {context.n_samples:,} Gram matrix "
-            f"({format_bytes(gram_bytes(context))}) does not fit memory_limit "
-            f"{format_bytes(context.memory_limit)}; kernels are computed per fold (slower)"
-        )
-    return fits
+    return need <= context.memory_limit
+
+
+def use_gram(context: CVContext) -> bool:
+    """:func:`gram_fits`, decided once per run (with a one-line note when it does not)."""
+
+    def decide() -> bool:
+        fits = gram_fits(context)
+        if not fits:
+            context.note(
+                f"note: the {context.n_samples:,} x {context.n_samples:,} Gram matrix "
+                f"({format_bytes(gram_bytes(context))}) does not fit memory_limit "
+                f"{format_bytes(context.memory_limit)}; kernels are computed per fold (slower)"
+            )
+        return fits
+
+    return context.shared("gram-fits", decide)
 
 
 def shared_gram(context: CVContext) -> np.ndarray:
@@ -227,7 +236,7 @@ def raw_block(fold: FoldView, *, need_var: bool) -> Block:
     tr, te = fold.train, fold.test
     sq = shared_sq(ctx)
     x_var = fold_x_var(fold) if need_var else float("nan")
-    if ctx.shared("gram-fits", lambda: gram_fits(ctx)):
+    if use_gram(ctx):
         g = shared_gram(ctx)
         return Block(g[np.ix_(tr, tr)], g[np.ix_(te, tr)], sq[tr], sq[te], x_var)
     x = shared_x64(ctx)
@@ -276,7 +285,7 @@ def test_block(fold: FoldView, standardize: bool) -> Block:
     ctx = fold.context
     tr, te = fold.train, fold.test
     sq = shared_sq(ctx)
-    if ctx.shared("gram-fits", lambda: gram_fits(ctx)):
+    if use_gram(ctx):
         k_test = shared_gram(ctx)[np.ix_(te, tr)]
     else:
         k_test = products_for(ctx).cross_rows(shared_x64(ctx), te, tr)

@@ -17,6 +17,8 @@ from plugins.fast_estimators.gram import (
     F64,
     as_float64,
     fold_block,
+    gram_bytes,
+    gram_fits,
     kernel_in_place,
     linear_gram,
     scale_gamma,
@@ -138,8 +140,14 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
     # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
 
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int:
-        """Peak bytes of one fold fit: its kernel blocks, libsvm's cache, X.var()'s copy."""
-        return svm_fold_bytes(n_train, n_test, context.n_features, self.cache_size)
+        """Peak bytes of one fold fit: its kernel blocks, libsvm's cache, X.var()'s copy.
+
+        The fit that will build the run's Gram matrix also counts it (and the float64 features).
+        """
+        own = svm_fold_bytes(n_train, n_test, context.n_features, self.cache_size)
+        if self.standardize or context.has_shared("gram") or not gram_fits(context):
+            return own
+        return own + gram_bytes(context) + x64_bytes(context)
 
     def _block_fits(self, context: CVContext, n_train: int, n_test: int) -> bool:
         extra = 2 * n_train * context.n_features * F64 if self.standardize else 0

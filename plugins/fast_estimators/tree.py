@@ -138,8 +138,11 @@ class ExactTree(DecisionTreeClassifier):
     # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
 
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int:
-        """The root node's packed entries (key, sample id) and the split-search temporaries."""
-        return n_train * context.n_features * 24
+        """The root node's packed entries and split-search temporaries (+ the presort, once)."""
+        own = n_train * context.n_features * 20
+        if context.has_shared("presort"):
+            return own
+        return own + presort_bytes(context.n_samples, context.n_features)
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """Fit on the fold's rows of one presort shared by all folds; None -> generic path."""
