@@ -44,7 +44,7 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(n: int, d: int, *, baseline: bool, memory_limit: str, n_jobs: int = 2) -> dict:
+def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: int = 2) -> dict:
     """One size: fast path wall/RSS/busy times, then (optionally) the one-fold baselines."""
     from sklearn.base import clone
 
@@ -56,6 +56,7 @@ def measure(n: int, d: int, *, baseline: bool, memory_limit: str, n_jobs: int = 
     X, y, groups = fc7_like(n=n, d=d)
     folds = grouped_folds(groups)
     rss_data = peak_rss_bytes()
+    out_limit = memory_limit
     notes: list[str] = []
     t0 = time.perf_counter()
     result = cross_validate(
@@ -81,6 +82,7 @@ def measure(n: int, d: int, *, baseline: bool, memory_limit: str, n_jobs: int = 
             k: float(np.mean([np.mean(f.y_pred == f.y_true) for f in v])) for k, v in result.items()
         },
         "notes": notes,
+        "memory_limit": out_limit,
         "load_avg": os.getloadavg(),
     }
     if baseline:
@@ -88,7 +90,7 @@ def measure(n: int, d: int, *, baseline: bool, memory_limit: str, n_jobs: int = 
         train, test = folds[0]
         out["sklearn_one_fold_s"] = {}
         out["same_predictions_fold0"] = {}
-        for name in PAPER_SIX:
+        for name in baseline:
             ref = clone(reference_estimator(registry.build_classifier(name)))
             t1 = time.perf_counter()
             pred = ref.fit(X[train], y[train]).predict(X[test])
@@ -166,13 +168,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("model1_scale.jsonl"))
     parser.add_argument("--memory-limit", default="auto")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--baseline", default=",".join(PAPER_SIX), help="classifiers timed in plain scikit-learn"
+    )
     parser.add_argument("--plot", type=Path, help="JSON-lines file to draw")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs/figures/model1_scale.png")
     args = parser.parse_args()
     if args.plot:
         plot([json.loads(line) for line in args.plot.read_text().splitlines() if line], args.figure)
         return
-    rec = measure(args.n, args.d, baseline=not args.no_baseline, memory_limit=args.memory_limit)
+    baseline = [] if args.no_baseline else [b for b in args.baseline.split(",") if b]
+    rec = measure(args.n, args.d, baseline=baseline, memory_limit=args.memory_limit)
     with args.out.open("a") as fh:
         fh.write(json.dumps(rec) + "\n")
     print(json.dumps(rec))

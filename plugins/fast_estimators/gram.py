@@ -167,13 +167,16 @@ def largest_fold(context: CVContext) -> tuple[int, int]:
     return max(((len(tr), len(te)) for tr, te in context.folds), default=(0, 0))
 
 
-def svm_fold_bytes(n_train: int, n_test: int, n_features: int, cache_mb: float) -> int:
-    """One SVM fold fit: its kernel block, test block, libsvm's cache, the fold's X.var() copy.
+def svm_fold_bytes(
+    n_train: int, n_test: int, n_features: int, cache_mb: float, *, var_copy: bool = True
+) -> int:
+    """One SVM fold fit: its kernel block, test block, libsvm's cache (and X.var()'s copy).
 
     libsvm's cache holds float32 kernel rows, at most ``cache_size`` MB and at most all of them.
     """
     cache = min(int(cache_mb * 2**20), n_train * n_train * 4)
-    return (n_train * n_train + 2 * n_test * n_train) * F64 + cache + 2 * n_train * n_features * F64
+    own = (n_train * n_train + 2 * n_test * n_train) * F64 + cache
+    return max(own, 2 * n_train * n_features * F64) if var_copy else own
 
 
 def gram_fits(context: CVContext) -> bool:
@@ -226,8 +229,19 @@ class Block:
 
 
 def fold_x_var(fold: FoldView) -> float:
-    """``X_train.var()`` in float64, as SVC's ``gamma='scale'`` computes it (once per fold)."""
-    return fold.shared("x_var", lambda: float(shared_x64(fold.context)[fold.train].var()))
+    """``X_train.var()`` in float64, as SVC's ``gamma='scale'`` computes it.
+
+    Computed for every fold at once, one fold at a time, by the first fit that
+    needs it (each takes a temporary float64 copy of the fold's rows, so they
+    never coincide with the kernel blocks of later fits).
+    """
+    ctx = fold.context
+
+    def every_fold() -> list[float]:
+        x = shared_x64(ctx)
+        return [float(x[train].var()) for train, _ in ctx.folds]
+
+    return ctx.shared("x-var", every_fold)[fold.index]
 
 
 def raw_block(fold: FoldView, *, need_var: bool) -> Block:

@@ -4,8 +4,9 @@ All products are float64 and blocked so that no temporary is larger than one
 block. Block shapes are fixed (they do not depend on ``n_jobs``), blocks are
 independent and written to disjoint parts of the output, so a result is the
 same whatever the number of threads. :func:`products_for` picks the backend
-from the run's ``device``: ``"cpu"`` -> :class:`NumpyProducts`, anything else
-(``"cuda"``, ``"cuda:1"``) -> :class:`TorchProducts` on that device.
+from the run's ``device``: a CUDA device (``"cuda"``, ``"cuda:1"``) ->
+:class:`TorchProducts` on it; anything else (``"cpu"``; MPS has no float64)
+-> :class:`NumpyProducts`.
 """
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ class NumpyProducts:
 
 
 class TorchProducts(NumpyProducts):
-    """The same blocked products computed by torch on ``device`` (results back as NumPy)."""
+    """The same blocked products computed by torch on ``device`` (results back as NumPy).
+
+    The features go to the device once per call; blocks come back one at a time.
+    Diagonal blocks of a Gram matrix are mirrored from their upper triangle, so
+    the result is exactly symmetric as on the CPU.
+    """
 
     def __init__(self, device: Any) -> None:
         import torch
@@ -126,22 +132,55 @@ class TorchProducts(NumpyProducts):
         tb = ta if a is b else self._on_device(b)
         return (ta @ tb.T).cpu().numpy()
 
-    def scatter(self, X: np.ndarray) -> np.ndarray:
-        out = np.zeros((X.shape[1], X.shape[1]))
-        acc = self.torch.zeros(out.shape, dtype=self.torch.float64, device=self.device)
-        for i in _blocks(X.shape[0], 4 * BLOCK):
-            t = self._on_device(X[i[0] : i[1]])
-            acc += t.T @ t
-        out[...] = acc.cpu().numpy()
+    def gram(self, X: np.ndarray) -> np.ndarray:
+        xd = self._on_device(X)
+        n = X.shape[0]
+        out = np.empty((n, n))
+        spans = _blocks(n)
+        for k, (i0, i1) in enumerate(spans):
+            a = xd[i0:i1]
+            for j0, j1 in spans[k:]:
+                block = (a @ xd[j0:j1].T).cpu().numpy()
+                if i0 == j0:
+                    block = np.triu(block) + np.triu(block, 1).T
+                out[i0:i1, j0:j1] = block
+                out[j0:j1, i0:i1] = block.T
         return out
+
+    def cross(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        bd = self._on_device(B)
+        out = np.empty((A.shape[0], B.shape[0]))
+        for i0, i1 in _blocks(A.shape[0]):
+            out[i0:i1] = (self._on_device(A[i0:i1]) @ bd.T).cpu().numpy()
+        return out
+
+    def cross_rows(self, X: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+        xd = self._on_device(X)
+        cols = self.torch.from_numpy(np.asarray(rows_b, dtype=np.int64)).to(self.device)
+        xb = xd.index_select(0, cols)
+        out = np.empty((len(rows_a), len(rows_b)))
+        for i0, i1 in _blocks(len(rows_a)):
+            sel = self.torch.from_numpy(np.asarray(rows_a[i0:i1], dtype=np.int64)).to(self.device)
+            out[i0:i1] = (xd.index_select(0, sel) @ xb.T).cpu().numpy()
+        return out
+
+    def scatter(self, X: np.ndarray) -> np.ndarray:
+        acc = self.torch.zeros(
+            (X.shape[1], X.shape[1]), dtype=self.torch.float64, device=self.device
+        )
+        for i0, i1 in _blocks(X.shape[0], 4 * BLOCK):
+            t = self._on_device(X[i0:i1])
+            acc += t.T @ t
+        out = acc.cpu().numpy()
+        return np.triu(out) + np.triu(out, 1).T
 
 
 def products_for(context: CVContext) -> NumpyProducts:
-    """The run's products backend (memoised): NumPy on ``"cpu"``, else torch on the device."""
+    """The run's products backend (memoised): torch on a CUDA device, else NumPy's BLAS."""
 
     def make() -> NumpyProducts:
-        if context.device in ("", "cpu"):
-            return NumpyProducts(context.n_jobs)
-        return TorchProducts(context.device)
+        if str(context.device).startswith("cuda"):
+            return TorchProducts(context.device)
+        return NumpyProducts(context.n_jobs)
 
     return context.shared("products", make)

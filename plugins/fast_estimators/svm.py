@@ -144,7 +144,10 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
 
         The fit that will build the run's Gram matrix also counts it (and the float64 features).
         """
-        own = svm_fold_bytes(n_train, n_test, context.n_features, self.cache_size)
+        var_copy = not context.has_shared("x-var")
+        own = svm_fold_bytes(
+            n_train, n_test, context.n_features, self.cache_size, var_copy=var_copy
+        )
         if self.standardize or context.has_shared("gram") or not gram_fits(context):
             return own
         return own + gram_bytes(context) + x64_bytes(context)

@@ -28,11 +28,12 @@ def shared_presort(context: CVContext) -> Presort | None:
     """One presort of the run's features (None when they are not all finite)."""
 
     def make() -> Presort | None:
-        context.budget.take(presort_bytes(context.n_samples, context.n_features))
         try:
-            return Presort(np.asarray(context.X, dtype=np.float32))
+            presort = Presort(np.asarray(context.X, dtype=np.float32))
         except ValueError:  # non-finite features: scikit-learn's own handling
             return None
+        context.budget.take(presort.sid.nbytes + presort.glg.nbytes)  # what stays
+        return presort
 
     return context.shared("presort", make)
 
