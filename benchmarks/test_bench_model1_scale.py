@@ -123,7 +123,7 @@ def plot(records: list[dict], figure: Path) -> None:
         ax.plot(
             [r["n"] for r in rows], [r["wall_s"] for r in rows], marker=marker, label=f"fast, d={d}"
         )
-        base = [r for r in rows if "sklearn_x10_extrapolated_s" in r]
+        base = [r for r in rows if len(r.get("sklearn_x10_extrapolated_s", {})) == len(PAPER_SIX)]
         if base:
             ax.plot(
                 [r["n"] for r in base],
@@ -142,6 +142,25 @@ def plot(records: list[dict], figure: Path) -> None:
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(figure, dpi=120)
+
+
+def table(records: list[dict]) -> str:
+    """The Markdown table of docs/PERFORMANCE.md ("Model 1 at scale") from the records."""
+    short = {"svm-linear": "svm-lin", "svm-gaussian": "svm-rbf", "svm-cubic": "svm-cub"}
+    lines = [
+        "| n | d | wall | peak RSS | busy per classifier, fast path (s) "
+        "| plain scikit-learn, 1 fold x 10 (s, extrapolated) | load avg (1 min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(records, key=lambda r: (-r["d"], r["n"])):
+        busy = ", ".join(f"{short.get(k, k)} {v:.1f}" for k, v in r["busy_s"].items())
+        base = r.get("sklearn_x10_extrapolated_s", {})
+        plain = ", ".join(f"{short.get(k, k)} {v:.0f}" for k, v in base.items()) or "-"
+        lines.append(
+            f"| {r['n']:,} | {r['d']:,} | {r['wall_s']:.1f} s | "
+            f"{r['peak_rss_bytes'] / 1e9:.2f} GB | {busy} | {plain} | {r['load_avg'][0]:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def test_model1_scale(tmp_path, benchmark):
@@ -171,11 +190,13 @@ def main() -> None:
     parser.add_argument(
         "--baseline", default=",".join(PAPER_SIX), help="classifiers timed in plain scikit-learn"
     )
-    parser.add_argument("--plot", type=Path, help="JSON-lines file to draw")
+    parser.add_argument("--plot", type=Path, help="JSON-lines file to draw (and tabulate)")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs/figures/model1_scale.png")
     args = parser.parse_args()
     if args.plot:
-        plot([json.loads(line) for line in args.plot.read_text().splitlines() if line], args.figure)
+        records = [json.loads(line) for line in args.plot.read_text().splitlines() if line]
+        plot(records, args.figure)
+        print(table(records))
         return
     baseline = [] if args.no_baseline else [b for b in args.baseline.split(",") if b]
     rec = measure(args.n, args.d, baseline=baseline, memory_limit=args.memory_limit)
