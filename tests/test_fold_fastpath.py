@@ -96,6 +96,12 @@ def test_memory_limit_values():
             parse_memory_limit(bad)
 
 
+def test_bad_memory_limit_is_a_user_error_before_any_fit():
+    X, y, folds = _data(seed=2)
+    with pytest.raises(UserError, match="run.memory_limit"):
+        cross_validate(X, y, folds, {"knn1": {}}, positive_index=1, memory_limit="lots")
+
+
 def test_budget_runs_tasks_together_only_when_they_fit():
     budget = MemoryBudget(100)
     budget.take(20)
