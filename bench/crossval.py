@@ -150,6 +150,7 @@ def cross_validate(
     }
     n_jobs = max(1, int(n_jobs))
     budget = MemoryBudget(parse_memory_limit(memory_limit))
+    budget.take(X.nbytes)  # the features themselves count against the limit
     context = CVContext(X, folds, budget=budget, device=device, n_jobs=n_jobs, note=note)
     fold_views = [FoldView(context, i, tr, te) for i, (tr, te) in enumerate(folds)]
     remaining = [len(estimators)] * len(folds)

@@ -183,7 +183,8 @@ def gram_fits(context: CVContext) -> bool:
     """Whether the whole Gram matrix fits the budget next to one fold fit."""
     n_train, n_test = largest_fold(context)
     need = (
-        x64_bytes(context)
+        context.X.nbytes
+        + x64_bytes(context)
         + gram_bytes(context)
         + svm_fold_bytes(n_train, n_test, context.n_features, 200)
     )

@@ -154,7 +154,8 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
 
     def _block_fits(self, context: CVContext, n_train: int, n_test: int) -> bool:
         extra = 2 * n_train * context.n_features * F64 if self.standardize else 0
-        need = x64_bytes(context) + self.fold_memory(context, n_train, n_test) + extra
+        need = context.X.nbytes + x64_bytes(context) + extra
+        need += svm_fold_bytes(n_train, n_test, context.n_features, self.cache_size)
         return need <= context.memory_limit
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
