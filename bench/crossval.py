@@ -6,9 +6,11 @@ test prediction. Pairs are independent and run on ``n_jobs`` threads
 capped at one per task by threadpoolctl so the cores are not oversubscribed; each pair's
 result does not depend on scheduling, so a parallel run equals a serial one.
 
-Estimators exposing ``fit_predict_fold(fold, y_train)`` (see
-:mod:`bench.kernels`) reuse one Gram matrix across folds and classifiers;
-any other scikit-learn estimator goes through ``clone -> fit -> predict``.
+Estimators implementing :class:`bench.fold_fastpath.FoldFastPath` share work
+across folds and classifiers (the builtin SVMs and 1-NN one Gram matrix, the
+tree one presort, LDA one scatter matrix); any other scikit-learn estimator
+goes through ``clone -> fit -> predict``. Fits run in parallel only while their
+estimated memory fits ``memory_limit`` (:mod:`bench.memory_budget`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from bench.errors import UserError
-from bench.kernels import FoldKernels, FoldOutput, SharedGram
+from bench.fold_fastpath import CVContext, FoldFastPath, FoldOutput, FoldView
+from bench.memory_budget import MemoryBudget, parse_memory_limit
 
 
 @dataclass
@@ -82,16 +85,20 @@ def _generic(estimator: Any, X: np.ndarray, y: np.ndarray, train, test) -> FoldO
     )
 
 
-def fit_predict(
-    estimator: Any, X: np.ndarray, y: np.ndarray, train, test, fold: FoldKernels | None
-) -> FoldOutput:
-    """The estimator's fast path when it offers one, else the generic path."""
-    hook = getattr(estimator, "fit_predict_fold", None)
-    if fold is not None and callable(hook):
-        out = clone(estimator).fit_predict_fold(fold, y[train])
+def fit_predict(estimator: Any, X: np.ndarray, y: np.ndarray, fold: FoldView) -> FoldOutput:
+    """The estimator's fold fast path when it offers one, else the generic path."""
+    if isinstance(estimator, FoldFastPath):
+        out = clone(estimator).fit_predict_fold(fold, y[fold.train])
         if out is not None:
             return out
-    return _generic(estimator, X, y, train, test)
+    return _generic(estimator, X, y, fold.train, fold.test)
+
+
+def task_memory(estimator: Any, context: CVContext, n_train: int, n_test: int) -> int:
+    """Estimated peak bytes of one fold fit (generic: copies of the fold's rows)."""
+    if isinstance(estimator, FoldFastPath):
+        return int(estimator.fold_memory(context, n_train, n_test))
+    return 2 * (n_train + n_test) * context.n_features * context.X.itemsize
 
 
 def _check(X: np.ndarray, y: np.ndarray, folds) -> None:
@@ -114,6 +121,9 @@ def cross_validate(
     n_jobs: int = 2,
     registry: Any = None,
     progress: Callable[[str, int], None] | None = None,
+    memory_limit: str | int | None = "auto",
+    device: str = "cpu",
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, list[FoldPrediction]]:
     """Fit every classifier on every fold; return ``{name: [FoldPrediction per fold]}``.
 
@@ -121,7 +131,10 @@ def cross_validate(
     ``registry.build_classifier(name, **options)``. ``y`` holds class indices
     0..k-1; ``positive_index`` picks the binary score's class (None for
     multi-class). ``progress(name, fold)`` is called after each finished pair
-    (from worker threads).
+    (from worker threads). ``memory_limit`` (``[run] memory_limit``: ``"auto"``,
+    ``"6GB"``, bytes) bounds what fits hold at once; ``device`` is where fast
+    paths may compute products (``"cpu"`` or a torch device such as ``"cuda"``);
+    ``note(line)`` receives one-line notes about slower fallbacks (default: stderr).
     """
     if registry is None:
         from bench.registry import get_registry
@@ -135,35 +148,39 @@ def cross_validate(
     estimators = {
         name: registry.build_classifier(name, **opts) for name, opts in classifiers.items()
     }
-    fast = any(callable(getattr(e, "fit_predict_fold", None)) for e in estimators.values())
-    shared = SharedGram(X) if fast else None
-    fold_views = [FoldKernels(shared, tr, te) if shared is not None else None for tr, te in folds]
+    n_jobs = max(1, int(n_jobs))
+    budget = MemoryBudget(parse_memory_limit(memory_limit))
+    budget.take(X.nbytes)  # the features themselves count against the limit
+    context = CVContext(X, folds, budget=budget, device=device, n_jobs=n_jobs, note=note)
+    fold_views = [FoldView(context, i, tr, te) for i, (tr, te) in enumerate(folds)]
     remaining = [len(estimators)] * len(folds)
     lock = threading.Lock()
-    n_jobs = max(1, int(n_jobs))
 
     def task(fi: int, name: str) -> FoldPrediction:
-        train, test = folds[fi]
-        t0 = time.perf_counter()
-        try:
-            out = fit_predict(estimators[name], X, y, train, test, fold_views[fi])
-        except UserError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"classifier {name!r} failed on fold {fi}: {exc}") from exc
-        fit_s = time.perf_counter() - t0
+        fold = fold_views[fi]
+        est = estimators[name]
+        need = task_memory(est, context, len(fold.train), len(fold.test))
+        with budget.hold(need):
+            t0 = time.perf_counter()
+            try:
+                out = fit_predict(est, X, y, fold)
+            except UserError:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise UserError(f"classifier {name!r} failed on fold {fi}: {exc}") from exc
+            fit_s = time.perf_counter() - t0
         pred = FoldPrediction(
             fold=fi,
-            test_index=test,
-            y_true=y[test],
+            test_index=fold.test,
+            y_true=y[fold.test],
             y_pred=np.asarray(out.pred, dtype=np.int64),
             score=_score(out, n_classes, positive_index),
             fit_s=fit_s,
         )
         with lock:
             remaining[fi] -= 1
-            if remaining[fi] == 0 and fold_views[fi] is not None:
-                fold_views[fi].release()
+            if remaining[fi] == 0:
+                fold.release()
         if progress is not None:
             progress(name, fi)
         return pred
@@ -172,12 +189,15 @@ def cross_validate(
     # One BLAS thread per task, whatever n_jobs: BLAS results can depend on its
     # thread count, and this keeps a parallel run bit-identical to a serial one.
     # (The limit is process-wide, so it is set once, around all workers.)
-    with threadpool_limits(limits=1, user_api="blas"):
-        if n_jobs == 1:
-            results = [task(fi, name) for fi, name in jobs]
-        else:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                results = list(pool.map(lambda job: task(*job), jobs))
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            if n_jobs == 1:
+                results = [task(fi, name) for fi, name in jobs]
+            else:
+                with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                    results = list(pool.map(lambda job: task(*job), jobs))
+    finally:
+        context.release()
     out: dict[str, list[FoldPrediction]] = {name: [] for name in estimators}
     for (_, name), res in zip(jobs, results, strict=True):
         out[name].append(res)

@@ -8,6 +8,7 @@ from sklearn.base import clone
 
 from bench.errors import UserError
 from bench.registry import get_registry
+from plugins.fast_estimators import lda_solvers
 from plugins.sklearn_classifiers import EuclideanKNN, KernelSVC, SmallSideLDA, reference_estimator
 
 LABELS = {
@@ -89,8 +90,11 @@ def test_lda_small_side_and_fallbacks():
         small.coef_, ref.coef_, rtol=1e-2, atol=1e-4 * np.abs(ref.coef_).max()
     )
     np.testing.assert_allclose(small.intercept_, ref.intercept_, rtol=1e-3)
-    tall = SmallSideLDA().fit(Xtr[:, :20], ytr)  # n > d: scikit-learn's own svd
-    assert tall.method_ == "sklearn"
+    tall = SmallSideLDA().fit(Xtr[:, :20], ytr)  # n > d: the d x d scatter side
+    assert tall.method_ == "scatter"
+    tall_ref = tall.reference().fit(Xtr[:, :20], ytr)
+    assert np.array_equal(tall.predict(Xte[:, :20]), tall_ref.predict(Xte[:, :20]))
+    np.testing.assert_allclose(tall.coef_, tall_ref.coef_, rtol=1e-3, atol=1e-6)
     dup = np.vstack([Xtr, Xtr[:5]])  # duplicated rows: rank-deficient Gram -> fallback
     lda = SmallSideLDA().fit(dup, np.concatenate([ytr, ytr[:5]]))
     assert np.array_equal(
@@ -104,17 +108,17 @@ def test_lda_float32_preconditioned_solve_equals_float64(monkeypatch):
     """The refined float32 path reaches the float64 Cholesky's answer (and is taken)."""
     Xtr, ytr, _, _ = _data(n=200, d=400, seed=7)
     calls = []
-    f32 = SmallSideLDA._solve_twice_f32
+    f32 = lda_solvers.solve_twice_f32
 
-    def spy(self, *args):
-        out = f32(self, *args)
+    def spy(*args):
+        out = f32(*args)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(SmallSideLDA, "_solve_twice_f32", spy)
+    monkeypatch.setattr(lda_solvers, "solve_twice_f32", spy)
     mixed = SmallSideLDA().fit(Xtr.astype(np.float64), ytr)
     assert calls == [True]
-    monkeypatch.setattr(SmallSideLDA, "_solve_twice_f32", lambda self, *args: None)
+    monkeypatch.setattr(lda_solvers, "solve_twice_f32", lambda *args: None)
     exact = SmallSideLDA().fit(Xtr.astype(np.float64), ytr)
     assert mixed.method_ == exact.method_ == "small-side"
     np.testing.assert_allclose(mixed.coef_, exact.coef_, rtol=1e-8, atol=1e-10)

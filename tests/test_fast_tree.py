@@ -1,4 +1,4 @@
-"""ExactTree / bench.fast_tree grow exactly scikit-learn's DecisionTreeClassifier trees."""
+"""ExactTree / plugins.fast_estimators.tree_builder grow exactly scikit-learn's DecisionTreeClassifier trees."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 from bench.crossval import cross_validate
-from bench.fast_tree import Presort, build_tree
 from bench.registry import get_registry
 from benchmarks.test_bench_model1 import fc7_like, grouped_folds
+from plugins.fast_estimators.presort import Presort
+from plugins.fast_estimators.tree_builder import build_tree
 from plugins.sklearn_classifiers import ExactTree
 
 FIELDS = (

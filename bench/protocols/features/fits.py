@@ -44,6 +44,9 @@ def predictions(
             positive_index=positive,
             n_jobs=ctx.suite.config["run"]["n_jobs"],
             registry=ctx.registry,
+            memory_limit=ctx.suite.config["run"].get("memory_limit", "auto"),
+            device=ctx.device,
+            note=lambda text: ctx.console.print(f"[yellow]{text}[/yellow]"),
         )
         for name, result in fitted.items():
             preds[name] = result

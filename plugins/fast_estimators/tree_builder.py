@@ -5,7 +5,7 @@ splitter="best", max_features=None, max_leaf_nodes=L)`` grows (scikit-learn
 1.9's ``BestFirstTreeBuilder`` + ``BestSplitter`` + ``Gini``): same features,
 thresholds, impurities, node sizes and values, node for node. Instead of
 sorting every feature at every node it sorts every feature once
-(:class:`Presort`) and then, per node, keeps each feature's samples in sorted
+(:class:`~plugins.fast_estimators.presort.Presort`) and then, per node, keeps each feature's samples in sorted
 order by stable partitioning, evaluating every split position of every feature
 with a handful of whole-array numpy operations.
 
@@ -37,243 +37,17 @@ _criterion.pyx, _tree.pyx, _utils.pyx):
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-FEATURE_THRESHOLD = np.float32(1e-7)
+from plugins.fast_estimators.presort import Presort
+from plugins.fast_estimators.tree_shuffle import FeatureShuffle
+
 EPSILON = float(np.finfo(np.float64).eps)
-RAND_R_MAX = 0x7FFFFFFF
 TREE_LEAF = -1
 TREE_UNDEFINED = -2
 _Q_RTOL = 1e-5  # float32 pre-selection slack (its error is < 1e-6 relative)
-
-
-# -- the splitter's random numbers ---------------------------------------------------
-
-
-def _xorshift(s: np.ndarray) -> np.ndarray:
-    """One step of scikit-learn's ``our_rand_r`` state update (uint32, vectorised)."""
-    s = s ^ (s << np.uint32(13))
-    s = s ^ (s >> np.uint32(17))
-    return s ^ (s << np.uint32(5))
-
-
-_POWERS: dict[int, np.ndarray] = {}
-_POWERS_LOCK = threading.Lock()
-
-
-def _powers(d: int) -> np.ndarray:
-    """``P[k, b]`` = state after ``k + 1`` steps from state ``1 << b`` (xorshift is GF(2)-linear)."""
-    with _POWERS_LOCK:
-        if d not in _POWERS:
-            out = np.empty((d, 32), dtype=np.uint32)
-            s = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
-            for k in range(d):
-                s = _xorshift(s)
-                out[k] = s
-            _POWERS[d] = out
-        return _POWERS[d]
-
-
-def _advance(powers: np.ndarray, state: int, k: int) -> np.ndarray:
-    """States after 1..k steps from ``state`` (``state != 0``)."""
-    bits = [b for b in range(32) if (state >> b) & 1]
-    return np.bitwise_xor.reduce(powers[:k, bits], axis=1)
-
-
-class _FeatureShuffle:
-    """The splitter's ``features`` array and RNG, replayed lazily node by node."""
-
-    def __init__(self, d: int, rand_r_state: int) -> None:
-        self.d = d
-        self.state0 = rand_r_state or 1  # our_rand_r replaces a zero seed by 1
-        self.pending: list[np.ndarray] = []  # constant-feature flags per searched node
-        self.done = 0
-        self.state = self.state0
-        self.features = list(range(d))
-        self.ranks: dict[int, np.ndarray] = {}
-
-    def searched(self, constant: np.ndarray) -> int:
-        """Register one split search (it consumes ``d`` draws); return its index."""
-        self.pending.append(constant)
-        return len(self.pending) - 1
-
-    def visit_rank(self, index: int) -> np.ndarray:
-        """``rank[f]``: when search ``index`` visited non-constant feature ``f``."""
-        if index in self.ranks:
-            return self.ranks[index]
-        powers = _powers(self.d)
-        d = self.d
-        span = np.arange(d, 0, -1, dtype=np.int64)
-        while self.done <= index:
-            states = _advance(powers, self.state, d)
-            draws = ((states & np.uint32(RAND_R_MAX)).astype(np.int64) % span).tolist()
-            constant = self.pending[self.done].tolist()
-            feats = self.features
-            lo, hi = 0, d
-            order: list[int] = []
-            for r in draws:
-                j = lo + r
-                f = feats[j]
-                if constant[f]:
-                    feats[j] = feats[lo]
-                    feats[lo] = f
-                    lo += 1
-                else:
-                    hi -= 1
-                    feats[j] = feats[hi]
-                    feats[hi] = f
-                    order.append(f)
-            rank = np.full(d, d, dtype=np.int64)
-            rank[order] = np.arange(len(order))
-            self.ranks[self.done] = rank
-            self.state = int(states[-1])
-            self.done += 1
-        return self.ranks[index]
-
-
-# -- presorted columns -------------------------------------------------------------
-
-
-def _order_bits(v: np.ndarray) -> np.ndarray:
-    """float32 -> uint64 whose integer order is the float order."""
-    u = v.view(np.uint32).astype(np.uint64)
-    neg = (u >> np.uint64(31)).astype(bool)
-    return np.where(neg, ~u & np.uint64(0xFFFFFFFF), u | np.uint64(0x80000000))
-
-
-class Presort:
-    """Every feature of ``X`` (float32, finite) sorted once; reusable for any row subset.
-
-    Flat layout, feature after feature: one header slot (the samples at the
-    column minimum) then the samples above it in ascending value order.
-    ``sid`` holds row indices (``n_rows`` in header slots), ``glg`` packs
-    ``LG << gbits | G`` (int32 when it fits).
-    """
-
-    def __init__(self, X: np.ndarray) -> None:
-        X = np.asarray(X, dtype=np.float32)
-        if not np.isfinite(X).all():
-            raise ValueError("Presort needs finite features")
-        n, d = X.shape
-        self.X = X
-        self.n_rows, self.n_features = n, d
-        xt = np.ascontiguousarray(X.T)
-        self.colmin = xt.min(axis=1) if n else np.zeros(d, dtype=np.float32)
-        flat = np.flatnonzero(xt > self.colmin[:, None])
-        sbits, cbits = max(1, int(n).bit_length()), max(1, int(d).bit_length())
-        if cbits + 32 + sbits <= 63 and n:
-            col, rows = np.divmod(flat, n)
-            key = (col.astype(np.uint64) << np.uint64(32 + sbits)) | (
-                _order_bits(xt.ravel().take(flat)) << np.uint64(sbits)
-            )
-            key |= rows.astype(np.uint64)
-            key.sort()
-            col = (key >> np.uint64(32 + sbits)).astype(np.int64)
-            rows = (key & np.uint64((1 << sbits) - 1)).astype(np.int64)
-            del key
-        else:  # pragma: no cover - huge inputs
-            col, rows = np.divmod(flat, max(n, 1))
-            order = np.lexsort((rows, xt.ravel().take(flat), col))
-            col, rows = col[order], rows[order]
-        del flat
-        vals = xt.ravel().take(col * n + rows)
-        del xt
-        counts = np.bincount(col, minlength=d)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        ne = len(vals)
-        # value groups: 0 = column minimum, then dense ranks of distinct values
-        first = np.ones(ne, dtype=bool)
-        if ne:
-            first[1:] = (col[1:] != col[:-1]) | (vals[1:] != vals[:-1])
-        gcum = np.cumsum(first)
-        base = np.zeros(d, dtype=np.int64)
-        base[counts > 0] = gcum[starts[counts > 0]] - 1
-        group = gcum - np.repeat(base, counts)
-        del gcum
-        lim = self._limits(col, vals, first, group, starts, counts)
-        self.gbits = max(1, int(group.max(initial=0) + 1).bit_length())
-        dtype = np.int32 if 2 * self.gbits <= 31 else np.int64
-        total = ne + d
-        self.hdr = starts + np.arange(d)
-        self.sid = np.full(total, n, dtype=np.int32)
-        self.glg = np.zeros(total, dtype=dtype)
-        pos = np.arange(ne) + col + 1
-        self.sid[pos] = rows
-        self.glg[pos] = (lim << self.gbits) | group
-
-    def _limits(self, col, vals, first, group, starts, counts) -> np.ndarray:
-        """``LG``: number of groups ``g`` of the column with ``float32(v_g + 1e-7) < v``.
-
-        Equal to ``G`` except in chains of distinct values closer than 1e-7.
-        """
-        lim = group.copy()
-        if not len(vals):
-            return lim
-        prev = np.empty_like(vals)
-        prev[1:] = vals[:-1]
-        colfirst = starts[counts > 0]
-        prev[colfirst] = self.colmin[col[colfirst]]
-        close = first & (vals <= prev + FEATURE_THRESHOLD)
-        if not close.any():
-            return lim
-        # per-column group tables, group 0 = column minimum: gv[gstart[f] + g]
-        gidx = np.flatnonzero(first)
-        ngroups = np.bincount(col[gidx], minlength=self.n_features) + 1
-        gstart = np.concatenate(([0], np.cumsum(ngroups)[:-1]))
-        gv = np.empty(int(ngroups.sum()), dtype=np.float32)
-        gv[gstart] = self.colmin
-        gv[gstart[col[gidx]] + group[gidx]] = vals[gidx]
-        bound = gv + FEATURE_THRESHOLD  # float32 sum, as the partitioner's
-        # walk each close group back to the first group whose bound reaches its value
-        at = np.flatnonzero(close)
-        target = vals[at]
-        lo = gstart[col[at]]
-        cand = lo + group[at] - 1  # bound[cand] >= target (close)
-        active = np.flatnonzero(cand > lo)
-        while len(active):
-            step = bound[cand[active] - 1] >= target[active]
-            active = active[step]
-            cand[active] -= 1
-            active = active[cand[active] > lo[active]]
-        glim = np.arange(len(gv)) - np.repeat(gstart, ngroups)
-        glim[gstart[col[at]] + group[at]] = cand - lo
-        return glim[gstart[col] + group]
-
-    def subset(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(sid, glg, hdr)`` restricted to ``rows`` (sid renumbered 0..len(rows)-1)."""
-        if rows is None:
-            return self.sid.astype(np.intp), self.glg, self.hdr
-        rows = np.asarray(rows, dtype=np.int64)
-        local = np.full(self.n_rows + 1, -1, dtype=np.intp)
-        local[rows] = np.arange(len(rows), dtype=np.intp)
-        local[self.n_rows] = len(rows)
-        mapped = local.take(self.sid)
-        keep = np.flatnonzero(mapped >= 0)
-        return mapped.take(keep), self.glg.take(keep), np.searchsorted(keep, self.hdr)
-
-    def value(self, feature: int, row: int) -> float:
-        return float(self.X[row, feature])
-
-
-_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_presort(owner: Any, X: np.ndarray) -> Presort:
-    """One :class:`Presort` of ``X`` per ``owner`` object (e.g. a CV run's shared data)."""
-    with _SHARED_LOCK:
-        entry = _SHARED.get(owner)
-        if entry is None:
-            entry = _SHARED[owner] = [threading.Lock(), None]
-    with entry[0]:
-        if entry[1] is None:
-            entry[1] = Presort(X)
-        return entry[1]
 
 
 # -- the builder -------------------------------------------------------------------
@@ -387,7 +161,7 @@ class _Builder:
         self.msl = min_samples_leaf
         self.max_depth = max_depth
         self.min_impurity_decrease = min_impurity_decrease
-        self.shuffle = _FeatureShuffle(self.d, rand_r_state)
+        self.shuffle = FeatureShuffle(self.d, rand_r_state)
         self.ybits = max(1, int(n_classes - 1).bit_length())
         bits = 2 * presort.gbits + self.ybits
         if bits > 63:  # pragma: no cover - > 2^30 distinct values

@@ -1,0 +1,123 @@
+"""A memory budget for Model 1 cross-validation (``[run] memory_limit``).
+
+``parse_memory_limit`` turns the suite value (``"auto"``, ``"6GB"``, ``"512MiB"``
+or a number of bytes) into bytes; ``"auto"`` is 80% of the memory available
+now (``MemAvailable`` on Linux). :class:`MemoryBudget` admits work so that the
+estimated bytes of everything running stay under the limit: shared artefacts
+(a Gram matrix, a presort) are *taken* for the rest of the run, tasks *hold*
+their estimate while they run and wait while the budget is full; a task runs
+alone when nothing else is running, whatever its estimate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bench.errors import UserError
+
+AUTO_FRACTION = 0.8
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``; total RAM where that is unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 8 * 2**30
+
+
+def parse_memory_limit(value: str | int | float | None, *, key: str = "run.memory_limit") -> int:
+    """Bytes for a memory limit: ``"auto"``/None, ``"6GB"``, ``"512MiB"``, or a number of bytes."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return int(AUTO_FRACTION * available_memory())
+    if isinstance(value, bool):
+        raise UserError(f"{key}: expected 'auto' or a size like '6GB', got {value!r}")
+    if isinstance(value, int | float):
+        nbytes = float(value)
+    else:
+        match = _SIZE.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _UNITS:
+            raise UserError(
+                f"{key}: expected 'auto' or a size like '6GB' or '512MiB', got {value!r}"
+            )
+        nbytes = float(match.group(1)) * _UNITS[unit]
+    if not nbytes > 2**20 or nbytes != nbytes:
+        raise UserError(f"{key}: {value!r} is too small; give at least '1MiB' (or 'auto')")
+    return int(nbytes)
+
+
+def format_bytes(nbytes: float) -> str:
+    """``1.2 GB`` style (decimal units)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(nbytes) >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+class MemoryBudget:
+    """Bytes admitted under ``limit``: shared artefacts (taken) plus running tasks (held)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.taken = 0
+        self.held = 0
+        self.running = 0
+        self._cond = threading.Condition()
+
+    def free(self) -> int:
+        """Bytes not taken or held now."""
+        with self._cond:
+            return self.limit - self.taken - self.held
+
+    def take(self, nbytes: int) -> None:
+        """Account for a shared artefact kept until the run ends."""
+        with self._cond:
+            self.taken += int(nbytes)
+
+    def give_back(self, nbytes: int) -> None:
+        """A shared artefact was dropped."""
+        with self._cond:
+            self.taken -= int(nbytes)
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        """Run a task of ``nbytes`` once it fits (or once nothing else runs)."""
+        nbytes = int(nbytes)
+        with self._cond:
+            while self.running and self.taken + self.held + nbytes > self.limit:
+                self._cond.wait()
+            self.held += nbytes
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.held -= nbytes
+                self.running -= 1
+                self._cond.notify_all()

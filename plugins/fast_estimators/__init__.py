@@ -1,0 +1,20 @@
+"""Exact fast estimators behind the builtin sklearn classifiers (no entry point of its own).
+
+Each estimator reproduces a plain scikit-learn one (``reference()``) and
+implements the fold fast path (:class:`bench.fold_fastpath.FoldFastPath`):
+
+* :class:`KernelSVC` (:mod:`.svm`) and :class:`EuclideanKNN` (:mod:`.knn`):
+  one Gram matrix per run, in blocks (:mod:`.gram`, :mod:`.products`);
+* :class:`SmallSideLDA` (:mod:`.lda`, :mod:`.lda_solvers`): the n x n or the
+  d x d side, whichever is smaller, with per-fold downdating;
+* :class:`ExactTree` (:mod:`.tree`): scikit-learn's best-first Gini tree from
+  one presort of every feature (:mod:`.presort`, :mod:`.tree_builder`,
+  :mod:`.tree_shuffle`).
+"""
+
+from plugins.fast_estimators.knn import EuclideanKNN
+from plugins.fast_estimators.lda import SmallSideLDA
+from plugins.fast_estimators.svm import KernelSVC
+from plugins.fast_estimators.tree import ExactTree
+
+__all__ = ["EuclideanKNN", "ExactTree", "KernelSVC", "SmallSideLDA"]

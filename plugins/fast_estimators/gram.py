@@ -1,0 +1,307 @@
+"""Gram and distance products shared by the kernel SVMs and 1-NN under cross-validation.
+
+Kernel methods only need inner products of the samples. Under k-fold CV every
+fold uses sub-blocks of the same Gram matrix ``X X^T``, so it is computed
+once per run (:func:`shared_gram`), in float64 (what libsvm computes kernels
+in), in blocks of rows run on the run's ``n_jobs`` threads (or on the GPU when
+the run's device is CUDA, see :mod:`.products`), exactly symmetric. A fold
+takes its train x train block as one private copy, which its kernel
+(``rbf``, ``poly``, ...) then overwrites in place: one n_train^2 array per
+running fit, never a copy of the whole matrix.
+
+When the Gram matrix does not fit the run's memory budget, each fold computes
+its own kernel block from the features (same numbers, more products), and
+when even that does not fit, the SVMs fall back to libsvm's own kernel cache
+(:class:`sklearn.svm.SVC` on the features). Each fallback says so once.
+A per-fold standardisation (``StandardScaler`` fitted on the fold's training
+rows, as in ``Pipeline(StandardScaler(), ...)``) changes the kernel per fold:
+it is one product per fold, shared by every estimator of that fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+
+from bench.fold_fastpath import CVContext, FoldView
+from bench.memory_budget import format_bytes
+from plugins.fast_estimators.products import products_for
+
+F64 = 8  # bytes per float64
+
+
+def as_float64(X: np.ndarray) -> np.ndarray:
+    """C-contiguous float64 view/copy of ``X`` (what scikit-learn's SVC works on)."""
+    return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def sq_norms(X: np.ndarray) -> np.ndarray:
+    """Row-wise ``|x|^2``."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def linear_gram(A: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
+    """``A @ B.T`` in float64 (``A @ A.T`` uses the symmetric BLAS routine)."""
+    A = as_float64(A)
+    if B is None:
+        return A @ A.T
+    return A @ as_float64(B).T
+
+
+def squared_distances(gram_ab: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -> np.ndarray:
+    """``||a - b||^2 = |a|^2 + |b|^2 - 2 a.b``, clipped at 0 (a new array)."""
+    d = sq_a[:, None] + sq_b[None, :] - 2.0 * gram_ab
+    np.maximum(d, 0.0, out=d)
+    return d
+
+
+def scale_gamma(gamma: float | str, n_features: int, x_var: float) -> float:
+    """scikit-learn's ``gamma`` ('scale' = 1 / (n_features * X.var()), 'auto' = 1 / n_features)."""
+    if gamma == "scale":
+        return 1.0 / (n_features * x_var) if x_var != 0 else 1.0
+    if gamma == "auto":
+        return 1.0 / n_features
+    return float(gamma)
+
+
+def kernel_in_place(
+    kind: str,
+    gram: np.ndarray,
+    *,
+    gamma: float,
+    degree: int = 3,
+    coef0: float = 0.0,
+    sq_a: np.ndarray | None = None,
+    sq_b: np.ndarray | None = None,
+    rows_per_chunk: int = 256,
+) -> np.ndarray:
+    """libsvm's linear / poly / rbf / sigmoid kernel from linear inner products, overwriting ``gram``.
+
+    Row chunk by row chunk (temporaries of one chunk), with the same operations
+    in the same order as :func:`kernel_from_gram`, so the values are identical.
+    """
+    if kind == "linear":
+        return gram
+    if kind not in ("poly", "rbf", "sigmoid"):
+        raise ValueError(f"unknown kernel {kind!r}")
+    if kind == "rbf" and (sq_a is None or sq_b is None):
+        raise ValueError("rbf kernel needs squared norms")
+    for start in range(0, gram.shape[0], rows_per_chunk):
+        stop = start + rows_per_chunk
+        chunk = gram[start:stop]
+        sq = sq_a[start:stop] if sq_a is not None else None
+        chunk[...] = kernel_from_gram(
+            kind, chunk, gamma=gamma, degree=degree, coef0=coef0, sq_a=sq, sq_b=sq_b
+        )
+    return gram
+
+
+def kernel_from_gram(
+    kind: str,
+    gram: np.ndarray,
+    *,
+    gamma: float,
+    degree: int = 3,
+    coef0: float = 0.0,
+    sq_a: np.ndarray | None = None,
+    sq_b: np.ndarray | None = None,
+) -> np.ndarray:
+    """libsvm's linear / poly / rbf / sigmoid kernel from linear inner products (a new array)."""
+    if kind == "linear":
+        return gram
+    if kind == "poly":
+        return _powi(gamma * gram + coef0, degree)
+    if kind == "rbf":
+        if sq_a is None or sq_b is None:
+            raise ValueError("rbf kernel needs squared norms")
+        return np.exp(-gamma * squared_distances(gram, sq_a, sq_b))
+    if kind == "sigmoid":
+        return np.tanh(gamma * gram + coef0)
+    raise ValueError(f"unknown kernel {kind!r}")
+
+
+def _powi(base: np.ndarray, times: int) -> np.ndarray:
+    """``base ** times`` by repeated squaring, the same multiplications as libsvm's powi."""
+    tmp = base
+    ret = np.ones_like(base)
+    t = int(times)
+    while t > 0:
+        if t % 2 == 1:
+            ret = ret * tmp
+        tmp = tmp * tmp
+        t //= 2
+    return ret
+
+
+# -- what a run shares -------------------------------------------------------------------
+
+
+def shared_x64(context: CVContext) -> np.ndarray:
+    """The run's features as C-contiguous float64 (one copy per run, accounted in the budget)."""
+
+    def make() -> np.ndarray:
+        x = as_float64(context.X)
+        if x is not context.X:
+            context.budget.take(x.nbytes)
+        return x
+
+    return context.shared("x64", make)
+
+
+def shared_sq(context: CVContext) -> np.ndarray:
+    return context.shared("sq64", lambda: sq_norms(shared_x64(context)))
+
+
+def gram_bytes(context: CVContext) -> int:
+    return context.n_samples**2 * F64
+
+
+def x64_bytes(context: CVContext) -> int:
+    return 0 if context.X.dtype == np.float64 else context.X.size * F64
+
+
+def largest_fold(context: CVContext) -> tuple[int, int]:
+    """``(n_train, n_test)`` of the fold with the most training rows."""
+    return max(((len(tr), len(te)) for tr, te in context.folds), default=(0, 0))
+
+
+def svm_fold_bytes(
+    n_train: int, n_test: int, n_features: int, cache_mb: float, *, var_copy: bool = True
+) -> int:
+    """One SVM fold fit: its kernel block, test block, libsvm's cache (and X.var()'s copy).
+
+    libsvm's cache holds float32 kernel rows, at most ``cache_size`` MB and at most all of them.
+    """
+    cache = min(int(cache_mb * 2**20), n_train * n_train * 4)
+    own = (n_train * n_train + 2 * n_test * n_train) * F64 + cache
+    return max(own, 2 * n_train * n_features * F64) if var_copy else own
+
+
+def gram_fits(context: CVContext) -> bool:
+    """Whether the whole Gram matrix fits the budget next to one fold fit."""
+    n_train, n_test = largest_fold(context)
+    need = (
+        context.X.nbytes
+        + x64_bytes(context)
+        + gram_bytes(context)
+        + svm_fold_bytes(n_train, n_test, context.n_features, 200)
+    )
+    return need <= context.memory_limit
+
+
+def use_gram(context: CVContext) -> bool:
+    """:func:`gram_fits`, decided once per run (with a one-line note when it does not)."""
+
+    def decide() -> bool:
+        fits = gram_fits(context)
+        if not fits:
+            context.note(
+                f"note: the {context.n_samples:,} x {context.n_samples:,} Gram matrix "
+                f"({format_bytes(gram_bytes(context))}) does not fit memory_limit "
+                f"{format_bytes(context.memory_limit)}; kernels are computed per fold (slower)"
+            )
+        return fits
+
+    return context.shared("gram-fits", decide)
+
+
+def shared_gram(context: CVContext) -> np.ndarray:
+    """``X @ X.T`` in float64, computed once per run (products per :func:`products_for`)."""
+
+    def make() -> np.ndarray:
+        x = shared_x64(context)
+        context.budget.take(gram_bytes(context))
+        return products_for(context).gram(x)
+
+    return context.shared("gram", make)
+
+
+@dataclass
+class Block:
+    """A fold's linear kernel: train x train (private, writable), test x train, norms, X.var()."""
+
+    k_train: np.ndarray
+    k_test: np.ndarray
+    sq_train: np.ndarray
+    sq_test: np.ndarray
+    x_var: float
+
+
+def fold_x_var(fold: FoldView) -> float:
+    """``X_train.var()`` in float64, as SVC's ``gamma='scale'`` computes it.
+
+    Computed for every fold at once, one fold at a time, by the first fit that
+    needs it (each takes a temporary float64 copy of the fold's rows, so they
+    never coincide with the kernel blocks of later fits).
+    """
+    ctx = fold.context
+
+    def every_fold() -> list[float]:
+        x = shared_x64(ctx)
+        return [float(x[train].var()) for train, _ in ctx.folds]
+
+    return ctx.shared("x-var", every_fold)[fold.index]
+
+
+def raw_block(fold: FoldView, *, need_var: bool) -> Block:
+    """The fold's raw linear kernel, from the shared Gram or (when it does not fit) from products."""
+    ctx = fold.context
+    tr, te = fold.train, fold.test
+    sq = shared_sq(ctx)
+    x_var = fold_x_var(fold) if need_var else float("nan")
+    if use_gram(ctx):
+        g = shared_gram(ctx)
+        return Block(g[np.ix_(tr, tr)], g[np.ix_(te, tr)], sq[tr], sq[te], x_var)
+    x = shared_x64(ctx)
+    products = products_for(ctx)
+    x_train = x[tr]
+    return Block(products.gram(x_train), products.cross(x[te], x_train), sq[tr], sq[te], x_var)
+
+
+def scaled_block(fold: FoldView) -> Block:
+    """The fold's kernel after a ``StandardScaler`` fitted on its training rows (once per fold).
+
+    The shared block's ``k_train`` must not be overwritten: callers copy it.
+    """
+
+    def make() -> Block:
+        x = shared_x64(fold.context)
+        xtr = x[fold.train]
+        scaler = StandardScaler().fit(xtr)
+        xtr = scaler.transform(xtr)
+        xte = scaler.transform(x[fold.test])
+        products = products_for(fold.context)
+        return Block(
+            k_train=products.gram(xtr),
+            k_test=products.cross(xte, xtr),
+            sq_train=sq_norms(xtr),
+            sq_test=sq_norms(xte),
+            x_var=float(xtr.var()),
+        )
+
+    return fold.shared("scaled-block", make)
+
+
+def fold_block(fold: FoldView, standardize: bool, *, need_var: bool = True) -> Block:
+    """The fold's linear kernel block with a private, writable ``k_train``."""
+    if not standardize:
+        return raw_block(fold, need_var=need_var)
+    b = scaled_block(fold)
+    return Block(b.k_train.copy(), b.k_test.copy(), b.sq_train, b.sq_test, b.x_var)
+
+
+def test_block(fold: FoldView, standardize: bool) -> Block:
+    """Only what 1-NN needs: test x train products and norms (``k_train`` empty)."""
+    if standardize:
+        b = scaled_block(fold)
+        return Block(np.empty((0, 0)), b.k_test, b.sq_train, b.sq_test, b.x_var)
+    ctx = fold.context
+    tr, te = fold.train, fold.test
+    sq = shared_sq(ctx)
+    if use_gram(ctx):
+        k_test = shared_gram(ctx)[np.ix_(te, tr)]
+    else:
+        k_test = products_for(ctx).cross_rows(shared_x64(ctx), te, tr)
+    return Block(np.empty((0, 0)), k_test, sq[tr], sq[te], float("nan"))

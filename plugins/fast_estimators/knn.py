@@ -1,0 +1,99 @@
+"""``EuclideanKNN``: k-nearest neighbours from blocked BLAS distance products."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from bench.fold_fastpath import CVContext, FoldOutput, FoldView
+from plugins.fast_estimators.gram import (
+    F64,
+    as_float64,
+    linear_gram,
+    sq_norms,
+    squared_distances,
+    test_block,
+)
+from plugins.fast_estimators.products import BLOCK
+
+
+class EuclideanKNN(ClassifierMixin, BaseEstimator):
+    """k-nearest neighbours (Euclidean, uniform votes) from BLAS inner products.
+
+    Same predictions as ``KNeighborsClassifier(n_neighbors, algorithm="brute")``
+    (after a ``StandardScaler`` when ``standardize=True``), see :meth:`reference`.
+    ``random_state`` is accepted for uniformity and unused (1-NN is deterministic).
+    Under cross-validation the test x train products come from the shared Gram
+    matrix, or (when it does not fit the budget) from blocked products.
+    """
+
+    def __init__(
+        self, n_neighbors: int = 1, standardize: bool = False, random_state: int | None = 0
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def check_params(self) -> None:
+        if not isinstance(self.n_neighbors, int | np.integer) or self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be an integer >= 1, not {self.n_neighbors!r}")
+
+    def reference(self) -> Any:
+        knn = KNeighborsClassifier(n_neighbors=self.n_neighbors, algorithm="brute")
+        return make_pipeline(StandardScaler(), knn) if self.standardize else knn
+
+    def fit(self, X: Any, y: Any) -> EuclideanKNN:
+        self.check_params()
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        self.classes_, self.y_fit_ = np.unique(y, return_inverse=True)
+        self.scaler_ = StandardScaler().fit(X) if self.standardize else None
+        xf = as_float64(self.scaler_.transform(X) if self.scaler_ is not None else X)
+        self.X_fit_ = xf
+        self.sq_fit_ = sq_norms(xf)
+        return self
+
+    def _votes(self, d2: np.ndarray, y_fit: np.ndarray, n_classes: int) -> np.ndarray:
+        k = min(self.n_neighbors, d2.shape[1])
+        if k == 1:
+            nearest = np.argmin(d2, axis=1)[:, None]
+        else:
+            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            order = np.lexsort((part, np.take_along_axis(d2, part, axis=1)), axis=1)
+            nearest = np.take_along_axis(part, order, axis=1)
+        labels = y_fit[nearest]
+        proba = np.zeros((d2.shape[0], n_classes))
+        rows = np.repeat(np.arange(d2.shape[0]), k)
+        np.add.at(proba, (rows, labels.ravel()), 1.0)
+        return proba / k
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "X_fit_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        xf = as_float64(self.scaler_.transform(X) if self.scaler_ is not None else X)
+        d2 = squared_distances(linear_gram(xf, self.X_fit_), sq_norms(xf), self.sq_fit_)
+        return self._votes(d2, self.y_fit_, len(self.classes_))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
+
+    def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int:
+        """Test x train products and distances, plus one block of products against all rows."""
+        return (2 * n_test * n_train + BLOCK * context.n_samples) * F64
+
+    def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
+        """Neighbours of the fold's test rows from the shared (or blocked) products."""
+        self.check_params()
+        b = test_block(fold, bool(self.standardize))
+        classes, y_fit = np.unique(y_train, return_inverse=True)
+        d2 = squared_distances(b.k_test, b.sq_test, b.sq_train)
+        del b
+        proba = self._votes(d2, y_fit, len(classes))
+        return FoldOutput(pred=classes[np.argmax(proba, axis=1)], classes=classes, proba=proba)
