@@ -45,7 +45,7 @@ def predictions(
             n_jobs=ctx.suite.config["run"]["n_jobs"],
             registry=ctx.registry,
             memory_limit=ctx.suite.config["run"].get("memory_limit", "auto"),
-            device=ctx.device,
+            device=ctx.device if str(ctx.device).startswith("cuda") else "cpu",
             note=lambda text: ctx.console.print(f"[yellow]{text}[/yellow]"),
         )
         for name, result in fitted.items():
