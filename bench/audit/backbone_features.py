@@ -27,6 +27,8 @@ class FeatureSource:
     device: str
     progress: bool
     decoded: Any
+    n_cached: int = 0
+    n_computed: int = 0
 
     @property
     def description(self) -> str:
@@ -65,4 +67,6 @@ def features_of(source: FeatureSource, samples: Samples, digests: Sequence[str])
         progress=source.progress,
         decoded=source.decoded,
     )
+    source.n_cached += result.n_cached
+    source.n_computed += result.n_computed
     return np.asarray(result.features, dtype=np.float32)

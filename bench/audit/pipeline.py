@@ -190,7 +190,11 @@ def run_audit(
         "level": cards.worst([f["level"] for f in findings]),
         "findings": findings,
         "notes": cards.notes(card),
-        "cache": {"properties_computed": table.n_computed + sum(o.n_computed for o in others)},
+        "cache": {
+            "properties_computed": table.n_computed + sum(o.n_computed for o in others),
+            "features_cached": source.n_cached if source is not None else 0,
+            "features_computed": source.n_computed if source is not None else 0,
+        },
         "timing_s": timing,
     }
 
