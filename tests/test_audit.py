@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.audit.duplicates import find_duplicates
 from bench.audit.evaluation import binary_auc, cluster_resamples
 from bench.audit.pipeline import AuditInput, AuditOptions, run_audit
 from bench.audit.properties import acquisition_properties, file_properties
