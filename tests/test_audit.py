@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.audit.evaluation import binary_auc, cluster_resamples
+from bench.audit.evaluation import AucRanker, binary_auc, cluster_weights
 from bench.audit.pipeline import AuditInput, AuditOptions, run_audit
 from bench.audit.properties import acquisition_properties, file_properties
 from bench.cli import main
@@ -93,10 +93,18 @@ def test_resolution_shortcut_is_flagged_and_random_labels_are_not(tmp_path):
 
 def test_cluster_bootstrap_draws_whole_groups():
     groups = np.array(["p1", "p1", "p1", "p2", "p3", "p3"])
-    for idx in cluster_resamples(groups, 50, seed=1):
-        drawn = groups[idx]
-        for g, size in (("p1", 3), ("p3", 2)):
-            assert (drawn == g).sum() % size == 0
+    for w in cluster_weights(groups, 50, seed=1):
+        assert len(set(w[:3])) == 1 and len(set(w[4:])) == 1  # a group moves as a whole
+        assert w[[0, 3, 4]].sum() == 3  # three groups drawn
+    # weighted AUC == the AUC of the resample written out row by row
+    rng = np.random.default_rng(0)
+    y, score = rng.integers(0, 2, 40), rng.integers(0, 5, 40).astype(float)  # many ties
+    w = rng.integers(0, 3, 40).astype(float)
+    rows = np.repeat(np.arange(40), w.astype(int))
+    assert AucRanker(y, score)(w) == pytest.approx(binary_auc(y[rows], score[rows]))
+    from sklearn.metrics import roc_auc_score
+
+    assert binary_auc(y, score) == pytest.approx(roc_auc_score(y, score))
     assert binary_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
     assert binary_auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
 

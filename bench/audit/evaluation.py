@@ -13,7 +13,7 @@ the intervals too narrow.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,75 +94,90 @@ class TestResult:
         }
 
 
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Mean recall over the classes present in ``y_true``."""
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in range(n_classes) if np.any(y_true == c)]
-    return float(np.mean(recalls)) if len(recalls) > 1 else math.nan
+def balanced_accuracy(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, weights: np.ndarray | None = None
+) -> float:
+    """Mean recall over the classes present in ``y_true`` (rows weighted by ``weights``)."""
+    w = np.ones(len(y_true)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = np.bincount(y_true, weights=w, minlength=n_classes)
+    hits = np.bincount(y_true, weights=w * (y_true == y_pred), minlength=n_classes)
+    present = total > 0
+    return float(np.mean(hits[present] / total[present])) if present.sum() > 1 else math.nan
+
+
+class AucRanker:
+    """Binary AUC of fixed ``(y, score)`` under any row weights, in O(n) per call.
+
+    The scores are sorted once; a call sums, per tie block, the positive weight times
+    the negative weight below it (ties count half) -- the Mann-Whitney statistic of a
+    bootstrap resample whose row counts are ``weights``.
+    """
+
+    def __init__(self, y: np.ndarray, score: np.ndarray) -> None:
+        order = np.argsort(score, kind="stable")
+        s = np.asarray(score, dtype=np.float64)[order]
+        self.order = order
+        self.pos = (np.asarray(y)[order] == 1).astype(np.float64)
+        self.block = np.concatenate([[0], np.cumsum(s[1:] != s[:-1])])
+        self.n_blocks = int(self.block[-1]) + 1 if len(s) else 0
+
+    def __call__(self, weights: np.ndarray | None = None) -> float:
+        w = np.ones(len(self.order)) if weights is None else np.asarray(weights)[self.order]
+        pos_w = np.bincount(self.block, weights=w * self.pos, minlength=self.n_blocks)
+        neg_w = np.bincount(self.block, weights=w * (1 - self.pos), minlength=self.n_blocks)
+        n_pos, n_neg = pos_w.sum(), neg_w.sum()
+        if n_pos == 0 or n_neg == 0:
+            return math.nan
+        below = np.cumsum(neg_w) - neg_w
+        return float((pos_w * (below + 0.5 * neg_w)).sum() / (n_pos * n_neg))
 
 
 def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney AUC of ``score`` for ``y == 1`` (ties count half); nan with one class."""
-    from scipy.stats import rankdata
-
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(score)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return AucRanker(np.asarray(y), np.asarray(score))()
 
 
-def auc(y_true: np.ndarray, score: np.ndarray | None, n_classes: int) -> float:
-    """Binary AUC, or the macro one-vs-rest AUC of ``(n, k)`` probabilities."""
+def auc_function(
+    y_true: np.ndarray, score: np.ndarray | None, n_classes: int
+) -> Callable[[np.ndarray | None], float]:
+    """``weights -> AUC``: binary, or the macro one-vs-rest AUC of ``(n, k)`` probabilities."""
     if score is None:
-        return math.nan
+        return lambda w=None: math.nan
     if score.ndim == 1:
-        return binary_auc((y_true == 1).astype(int), score)
-    values = [binary_auc((y_true == c).astype(int), score[:, c]) for c in range(n_classes)]
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if len(values) > 1 else math.nan
+        return AucRanker((y_true == 1).astype(int), score)
+    rankers = [AucRanker((y_true == c).astype(int), score[:, c]) for c in range(n_classes)]
+
+    def macro(w: np.ndarray | None = None) -> float:
+        values = [v for v in (r(w) for r in rankers) if not math.isnan(v)]
+        return float(np.mean(values)) if len(values) > 1 else math.nan
+
+    return macro
 
 
-def cluster_resamples(groups: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
-    """``n_boot`` row-index arrays, each drawing the groups with replacement (whole groups)."""
+def cluster_weights(groups: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` row weights of a cluster bootstrap: groups drawn with replacement, every
+    row weighted by how often its group was drawn (whole groups move together)."""
     _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    sizes = np.bincount(inv)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n_groups = int(inv.max()) + 1 if len(inv) else 0
     rng = np.random.default_rng(seed)
-    n_groups = len(sizes)
-    out = []
     for _ in range(n_boot):
-        chosen = rng.integers(0, n_groups, n_groups)
-        lens = sizes[chosen]
-        offsets = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-        out.append(order[offsets + np.arange(lens.sum())])
-    return out
-
-
-def cluster_ci(
-    fn: Callable[[np.ndarray], float], resamples: Sequence[np.ndarray]
-) -> tuple[float, float]:
-    """Percentile interval of ``fn(rows)`` over the resamples (nan replicates dropped)."""
-    return percentile_interval(np.array([fn(idx) for idx in resamples]))
+        drawn = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+        yield drawn[inv].astype(np.float64)
 
 
 def estimates(pooled: Pooled, *, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Estimate, Estimate]:
     """(balanced accuracy, AUC) with cluster-bootstrap CIs."""
     p = pooled
-    resamples = cluster_resamples(p.groups, n_boot, seed)
+    au = auc_function(p.y_true, p.score, p.n_classes)
 
-    def ba(idx: np.ndarray) -> float:
-        return balanced_accuracy(p.y_true[idx], p.y_pred[idx], p.n_classes)
+    def ba(w: np.ndarray | None) -> float:
+        return balanced_accuracy(p.y_true, p.y_pred, p.n_classes, w)
 
-    def au(idx: np.ndarray) -> float:
-        return auc(p.y_true[idx], None if p.score is None else p.score[idx], p.n_classes)
-
-    everything = np.arange(len(p.y_true))
+    values = [ba(None), au(None)]
+    reps = np.array([[ba(w), au(w)] for w in cluster_weights(p.groups, n_boot, seed)])
     out = []
-    for fn in (ba, au):
-        value = fn(everything)
-        low, high = cluster_ci(fn, resamples) if not math.isnan(value) else (math.nan, math.nan)
+    for c, value in enumerate(values):
+        low, high = (math.nan, math.nan) if math.isnan(value) else percentile_interval(reps[:, c])
         out.append(Estimate(value, low, high))
     return out[0], out[1]
 

@@ -1,6 +1,6 @@
 """The leakage delta: a quick Model 1 under the paper's leaky split and under a grouped split.
 
-One backbone, one linear classifier (the registry's ``lda``), cached features of
+One backbone, one linear classifier (the registry's ``logreg``), cached features of
 the samples a suite would see (the originals, or the originals plus their
 augmented copies when an augmentation scheme is given). The same samples are
 cross-validated twice: ``paper-leaky`` (stratified k-fold over samples, ignoring
@@ -22,13 +22,13 @@ from bench.audit.evaluation import (
     Estimate,
     Pooled,
     balanced_accuracy,
-    cluster_resamples,
+    cluster_weights,
     pooled_predictions,
     usable_folds,
 )
 from bench.stats import percentile_interval
 
-LINEAR = "lda"
+LINEAR = "logreg"
 FAIL_DELTA = 0.05  # CI low end of the inflation (balanced accuracy) at or above 5 points
 WARN_DELTA = 0.005  # above half a point
 
@@ -68,17 +68,13 @@ class LeakageResult:
 def _paired(leaky: Pooled, grouped: Pooled, n_boot: int, seed: int) -> list[Estimate]:
     k = leaky.n_classes
 
-    def ba(p: Pooled, idx: np.ndarray) -> float:
-        return balanced_accuracy(p.y_true[idx], p.y_pred[idx], k)
+    def ba(p: Pooled, w: np.ndarray | None) -> float:
+        return balanced_accuracy(p.y_true, p.y_pred, k, w)
 
-    everything = np.arange(len(leaky.y_true))
     reps = np.array(
-        [
-            [ba(leaky, idx), ba(grouped, idx)]
-            for idx in cluster_resamples(grouped.groups, n_boot, seed)
-        ]
+        [[ba(leaky, w), ba(grouped, w)] for w in cluster_weights(grouped.groups, n_boot, seed)]
     )
-    values = [ba(leaky, everything), ba(grouped, everything)]
+    values = [ba(leaky, None), ba(grouped, None)]
     out = [Estimate(v, *percentile_interval(reps[:, c])) for c, v in enumerate(values)]
     out.append(Estimate(values[0] - values[1], *percentile_interval(reps[:, 0] - reps[:, 1])))
     return out

@@ -28,7 +28,7 @@ from bench.audit.evaluation import TestResult, grouped_test
 from bench.audit.properties import PropertyTable
 from bench.audit.shortcut import FAIL_AUC, WARN_AUC, ShortcutResult, shortcut_test
 
-LINEAR = "lda"
+LINEAR = "logreg"
 
 
 @dataclass
