@@ -61,6 +61,29 @@ def test_planted_reencoded_and_resized_copies_are_found_across_classes(tmp_path)
     assert dup["counts"]["across groups"] == 1
 
 
+def test_padded_copy_is_found_and_distinct_cells_on_black_are_not(tmp_path):
+    """Hashes compare content without blank borders: black padding neither hides a copy nor
+    makes two different segmented cells look alike."""
+    from PIL import ImageDraw, ImageOps
+
+    root = tmp_path / "d"
+    for k, cls in enumerate(("a", "b")):
+        (root / cls).mkdir(parents=True)
+        for i in range(8):
+            img = Image.new("RGB", (200, 200))
+            ImageDraw.Draw(img).ellipse((60 + 3 * i, 55, 140, 150 - 2 * i), fill=(120, 60, 140))
+            img.paste(blob_image(100 * k + i, 40), (80, 80))  # texture inside the "cell"
+            img.save(root / cls / f"{i:02d}.png")
+    src = Image.open(root / "a" / "02.png")
+    ImageOps.expand(src.crop((50, 50, 150, 160)), border=30, fill="black").save(
+        root / "b" / "padded.png"
+    )
+    dup = finding(audit(root), "duplicates")
+    found = {frozenset((p["rel_a"], p["rel_b"])) for p in dup["pairs"]}
+    assert frozenset(("a/02.png", "b/padded.png")) in found
+    assert dup["counts"]["across classes"] == 1
+
+
 def test_exact_copy_within_a_class_straddles_groups(tmp_path):
     root = make_folder(tmp_path / "d")
     (root / "a" / "dup.jpg").write_bytes((root / "a" / "05.jpg").read_bytes())

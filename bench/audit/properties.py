@@ -28,7 +28,7 @@ from bench.data.decode import to_rgb
 from bench.data.imageset import ImageSet
 from bench.errors import BadImagesError
 
-PROPERTIES_VERSION = 1  # bump when a property changes, so cached values are redone
+PROPERTIES_VERSION = 2  # bump when a property changes, so cached values are redone
 SKIP_HINT = "use --skip-bad to exclude them"
 HASH_SIZE = 8  # 8x8 = 64-bit perceptual hashes
 BORDER_STD = 4.0  # a border row/column is "blank" when its pixel std is below this (0-255)
@@ -78,6 +78,19 @@ def _border_fractions(grey: np.ndarray) -> dict[str, float]:
     }
 
 
+def content_box(rgb: Image.Image, borders: dict[str, float], min_side: int = 16) -> Image.Image:
+    """``rgb`` without its blank borders (hashes then compare content, not black padding:
+    segmented cells on black would otherwise all look alike); unchanged when too little is left."""
+    w, h = rgb.size
+    left, right = round(borders["border_left"] * w), round(borders["border_right"] * w)
+    top, bottom = round(borders["border_top"] * h), round(borders["border_bottom"] * h)
+    if w - left - right < min_side or h - top - bottom < min_side:
+        return rgb
+    if not (left or right or top or bottom):
+        return rgb
+    return rgb.crop((left, top, w - right, h - bottom))
+
+
 def _hash_hex(bits: np.ndarray) -> str:
     return np.packbits(bits.astype(bool).ravel()).tobytes().hex()
 
@@ -122,9 +135,11 @@ def file_properties(data: bytes) -> dict[str, Any]:
     for c, name in enumerate("rgb"):
         props[f"mean_{name}"] = float(arr[..., c].mean())
         props[f"std_{name}"] = float(arr[..., c].std())
-    props.update(_border_fractions(arr.mean(axis=2)))
-    props["phash"] = _hash_hex(imagehash.phash(rgb, hash_size=HASH_SIZE).hash)
-    props["dhash"] = _hash_hex(imagehash.dhash(rgb, hash_size=HASH_SIZE).hash)
+    borders = _border_fractions(arr.mean(axis=2))
+    props.update(borders)
+    content = content_box(rgb, borders)
+    props["phash"] = _hash_hex(imagehash.phash(content, hash_size=HASH_SIZE).hash)
+    props["dhash"] = _hash_hex(imagehash.dhash(content, hash_size=HASH_SIZE).hash)
     return props
 
 
