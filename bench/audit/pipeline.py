@@ -24,7 +24,7 @@ from bench.audit.duplicates import (
     find_duplicates,
 )
 from bench.audit.leakage import leakage_delta
-from bench.audit.properties import PropertyTable, acquisition_properties
+from bench.audit.properties import acquisition_properties
 from bench.audit.shortcut import FAIL_AUC, WARN_AUC, shortcut_test
 from bench.audit.source_check import source_check
 from bench.data.imageset import ImageSet, Samples
@@ -197,11 +197,3 @@ def run_audit(
         },
         "timing_s": timing,
     }
-
-
-def table_of(report_input: AuditInput, opts: AuditOptions) -> PropertyTable:
-    """The property table of one input (exposed for tests and tools)."""
-    return acquisition_properties(
-        report_input.imageset, skip_bad=opts.skip_bad, workers=opts.workers,
-        cache_dir=opts.cache_dir,
-    )  # fmt: skip
