@@ -225,3 +225,19 @@ def test_feature_tests_with_the_offline_backbone(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert again["cache"]["properties_computed"] == 0
     assert again["cache"]["features_computed"] == 0 and again["cache"]["features_cached"] == 20
+
+
+def test_suite_augmentation_is_read_from_the_suite_file(tmp_path):
+    from bench.cli.audit import suite_augmentation
+    from bench.errors import UserError
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "x"\n\n[augment]\nscheme = "loey2020"\ncopies = 3\n')
+    assert suite_augmentation(suite) == ("loey2020", 3)
+    (tmp_path / "plain.toml").write_text('[suite]\nname = "y"\n')
+    assert suite_augmentation(tmp_path / "plain.toml") == ("none", 5)
+    with pytest.raises(UserError, match="not found"):
+        suite_augmentation(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("[augment\n")
+    with pytest.raises(UserError, match="TOML"):
+        suite_augmentation(tmp_path / "bad.toml")
