@@ -27,6 +27,7 @@ COMMANDS = (
     "cache",
     "predict",
     "augment_preview",
+    "audit",
 )
 
 
