@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import UserError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from bench.data.imageset import ImageSet
 
+PIPE_WIDTH = 4096  # "no limit": a pipe or log file has no width to respect
+
 CACHE_DIR_HELP = "feature cache folder (default: $LEUKOBENCH_CACHE or ~/.cache/leukobench)"
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A rich Console; when it writes to a pipe or file (not a terminal, no ``$COLUMNS``),
+    lines are not wrapped at rich's default 80 columns, so tables keep their natural width."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=PIPE_WIDTH)
 
 
 def add_cache_dir(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.common import make_console
 from bench.render import FORMATS
 from bench.report import METRIC_NAMES
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare two result records; exit 1 when a shared cell regresses",
         description=(
             "Exit 1 when a shared cell's pooled metric drops by more than --tolerance, when "
-            "the candidate's 95%% CI upper bound is below the baseline value (unless "
+            "the candidate's 95% CI upper bound is below the baseline value (unless "
             "--ignore-ci), or when a cell that completed in the baseline failed; else exit 0."
         ),
     )
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     table = comparison_table(cmp)
     if args.format == "rich":
-        render_rich([table])
+        render_rich([table], make_console())
     else:
         sys.stdout.write(render_text([table], args.format))
     if args.out:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import strict_json
 from bench.cli.common import (
     add_cache_options,
     add_dataset,
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             "digests": np.asarray(report.digests, dtype=str),
             "paths": np.asarray([imageset.relpath(i) for i in range(len(imageset))], dtype=str),
             "classes": np.asarray(imageset.classes, dtype=str),
-            "meta": np.asarray(json.dumps(meta)),
+            "meta": np.asarray(strict_json.dumps(meta)),
         },
     )
     console.print(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.common import make_console
 from bench.report import METRIC_NAMES
 
 
@@ -54,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
         write_markdown(table, args.out)
         print(f"wrote {args.out} ({len(table.rows)} row(s))", file=sys.stderr)
     else:
-        render_rich([table])
+        render_rich([table], make_console())
     return 0

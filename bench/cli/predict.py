@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 
+from bench import strict_json
 from bench.errors import UserError
 
 FORMATS = ("table", "csv", "json")
@@ -46,7 +46,7 @@ def render(preds: list, classes: list[str], fmt: str) -> str:
             }
             for p in preds
         ]
-        return json.dumps(rows, indent=1) + "\n"
+        return strict_json.dumps(rows, indent=1) + "\n"
     header = ["path", "class", "probability", *[f"p({c})" for c in classes]]
     rows = [
         [p.path, p.label, f"{p.probability:.4f}", *[f"{p.probabilities[c]:.4f}" for c in classes]]

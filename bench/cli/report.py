@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.common import make_console
 from bench.errors import UserError
 from bench.render import FORMATS
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report",
         help="Table 1 / Table 2 from result records",
         description=(
-            "Table 1 (per-method precision, recall, accuracy, specificity with 95%% CI, "
+            "Table 1 (per-method precision, recall, accuracy, specificity with 95% CI, "
             "grouped by model) and Table 2 (accuracy beside the literature)."
         ),
     )
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "rich":
         from bench.render import render_rich
 
-        render_rich(tables)
+        render_rich(tables, make_console())
     else:
         from bench.render import render_text
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.cli.common import add_cache_options, add_no_progress, add_skip_bad
+from bench.cli.common import add_cache_options, add_no_progress, add_skip_bad, make_console
 
 DEFAULT_SUITE = "quickstart"
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["LEUKOBENCH_ALLOW_DOWNLOAD"] = "1"
     registry = get_registry()
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
-    console = Console()
+    console = make_console()
     if args.dry_run:
         from bench.plan import print_plan
 
