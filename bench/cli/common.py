@@ -30,6 +30,43 @@ def make_console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=PIPE_WIDTH)
 
 
+def check_output(path: Path | str, flag: str = "--out", *, folder: bool = False) -> Path:
+    """``path`` if it looks writable as a file (or a folder with ``folder=True``), checked
+    before any work: not a folder (or file), its nearest existing parent a writable folder,
+    no name part too long. UserError naming ``flag`` and the path otherwise."""
+    from bench.readable import readable
+
+    path = Path(path).expanduser()
+    shown = f"{flag} {readable(path)}"
+    try:
+        if not folder and path.is_dir():
+            raise UserError(f"{shown}: is a folder; give a file name")
+        if folder and path.exists() and not path.is_dir():
+            raise UserError(f"{shown}: is a file; give a folder")
+        for part in path.parts:
+            if len(os.fsencode(part)) > 255:
+                raise UserError(f"{shown}: the name {readable(part)[:40]}... is too long")
+        parent = path if folder else path.parent
+        while not parent.exists() and parent != parent.parent:
+            if parent.is_symlink():
+                raise UserError(f"{shown}: {readable(parent)} is a broken symbolic link")
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"{shown}: {readable(parent)} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{shown}: the folder {readable(parent)} is not writable")
+    except OSError as exc:
+        raise UserError(f"{shown}: {exc.strerror or exc}") from None
+    return path
+
+
+def positive_int(flag: str, value: int, lo: int = 1, hi: int = 1 << 20) -> int:
+    """``value`` if ``lo <= value <= hi``, else UserError naming ``flag``."""
+    if not lo <= value <= hi:
+        raise UserError(f"{flag} {value}: out of range; use {lo}..{hi}")
+    return value
+
+
 def add_cache_dir(p: argparse.ArgumentParser) -> None:
     """``--cache-dir PATH``."""
     p.add_argument("--cache-dir", type=Path, help=CACHE_DIR_HELP)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from bench import strict_json
-from bench.errors import UserError
+from bench.cli.common import check_output, positive_int
+from bench.data.validate import DEFAULT_MAX_PIXELS
 
 FORMATS = ("table", "csv", "json")
 
@@ -31,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write the predictions to this file (atomic)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"larger images are skipped, never decoded (default {DEFAULT_MAX_PIXELS:,})",
+    )
     p.set_defaults(func=run)
 
 
@@ -64,23 +71,25 @@ def render(preds: list, classes: list[str], fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.checkpoint import atomic_write_bytes
+    from bench.atomic import atomic_write_text
     from bench.predict import collect_images, load_predictor, predict_paths
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
-    predictor = load_predictor(args.model, device=args.device)
+    positive_int("--batch-size", args.batch_size, 1, 65_536)
+    positive_int("--max-pixels", args.max_pixels, 1, 10**12)
+    if args.out:
+        check_output(args.out)
+    predictor = load_predictor(args.model, device=args.device, max_pixels=args.max_pixels)
     paths, problems = collect_images(args.inputs)
     preds, bad = predict_paths(predictor, paths, batch_size=args.batch_size)
     problems += bad
     text = render(preds, predictor.classes, args.format)
     if args.out:
-        atomic_write_bytes(args.out, text.encode())
+        atomic_write_text(args.out, text)
         print(f"wrote {len(preds)} prediction(s) to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     if problems:
-        print(f"{len(problems)} input(s) could not be predicted:", file=sys.stderr)
+        print(f"{len(problems)} input(s) skipped:", file=sys.stderr)
         for path, reason in problems:
             print(f"  {path}: {reason}", file=sys.stderr)
     if not preds:
