@@ -107,7 +107,7 @@ class PredictionCache:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # (f: always closed)
                 arrays = {name: z[name] for name in z.files}
             stored = arrays.pop("sha256", None)
             if stored is not None and str(stored) != arrays_digest(arrays):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.common import make_console
+from bench.cli.common import finite_float, make_console, output_file
 from bench.render import FORMATS
 from bench.report import METRIC_NAMES
 
@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=tuple(METRIC_NAMES), default="accuracy")
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=finite_float,
         default=0.01,
         help="allowed absolute drop as a fraction (default 0.01 = 1 percentage point)",
     )
     p.add_argument("--ignore-ci", action="store_true", help="do not apply the CI rule")
     p.add_argument("--format", choices=FORMATS, default="rich", help="output format (default rich)")
-    p.add_argument("--out", type=Path, help="also write the table to this file")
+    p.add_argument("--out", type=output_file, help="also write the table to this file")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.common import make_console
+from bench.cli.common import make_console, output_file
 from bench.report import METRIC_NAMES
 
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also list runs on synthetic data (smoke tests, never claims)",
     )
-    p.add_argument("--out", type=Path, metavar="LEADERBOARD.md", help="write Markdown here")
+    p.add_argument("--out", type=output_file, metavar="LEADERBOARD.md", help="write Markdown here")
     p.set_defaults(func=run)
 
 

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.common import make_console
-from bench.errors import UserError
+from bench.cli.common import make_console, output_file, output_folder
 from bench.render import FORMATS
 
 
@@ -25,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--table", choices=("1", "2", "all"), default="all", help="which table (default all)"
     )
     p.add_argument("--format", choices=FORMATS, default="rich", help="output format (default rich)")
-    p.add_argument("--out", type=Path, help="write to this file instead of the terminal")
-    p.add_argument("--figures", type=Path, metavar="DIR", help="also write PNG figures here")
+    p.add_argument("--out", type=output_file, help="write to this file instead of the terminal")
+    p.add_argument(
+        "--figures", type=output_folder, metavar="DIR", help="also write PNG figures here"
+    )
     p.add_argument(
         "--extra-metrics",
         action="store_true",
@@ -57,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from bench.render import render_text
 
-        if args.out.is_dir():
-            raise UserError(f"--out {args.out}: is a directory; give a file name")
         atomic_write_text(args.out, render_text(tables, args.format))
         print(f"wrote {args.out}", file=sys.stderr)
     elif args.format == "rich":
