@@ -206,14 +206,20 @@ def test_records_are_strict_json_and_old_records_with_nan_still_load(tmp_path):
 def test_fingerprint_unchanged_for_utf8_names_and_defined_for_others():
     import hashlib
 
-    rel, dig, lab = ["healthy/caf\u00e9.png", "leukemia/b.png"], ["d1", "d2"], ["healthy", "leukemia"]
+    rel, dig, lab = (
+        ["healthy/caf\u00e9.png", "leukemia/b.png"],
+        ["d1", "d2"],
+        ["healthy", "leukemia"],
+    )
     h = hashlib.sha256()
     for r, d, la in sorted(zip(rel, dig, lab)):
         h.update(f"{r}\t{d}\t{la}\n".encode())
     assert fingerprint(rel, dig, lab) == h.hexdigest()  # existing caches stay valid
     odd = os.fsdecode(b"healthy/bad\xffname.png")
     assert len(fingerprint([odd], ["d"], ["healthy"])) == 64
-    assert fingerprint([odd], ["d"], ["healthy"]) != fingerprint(["healthy/bad"], ["d"], ["healthy"])
+    assert fingerprint([odd], ["d"], ["healthy"]) != fingerprint(
+        ["healthy/bad"], ["d"], ["healthy"]
+    )
 
 
 def test_readable_shows_undecodable_bytes_as_escapes(tmp_path):

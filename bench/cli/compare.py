@@ -8,7 +8,6 @@ from pathlib import Path
 
 from bench.cli.common import finite_float, make_console, output_file
 from bench.render import FORMATS
-from bench.report import METRIC_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("baseline", type=Path, metavar="BASELINE.json")
     p.add_argument("candidate", type=Path, metavar="CANDIDATE.json")
-    p.add_argument("--metric", choices=tuple(METRIC_NAMES), default="accuracy")
+    p.add_argument(
+        "--metric",
+        default="accuracy",
+        help="metric (default accuracy): precision, recall, accuracy, specificity, f1, mcc, roc_auc, balanced_accuracy",
+    )
     p.add_argument(
         "--tolerance",
         type=finite_float,

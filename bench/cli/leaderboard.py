@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from bench.cli.common import make_console, output_file
-from bench.report import METRIC_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="directory of result records, searched recursively (default results/)",
     )
     p.add_argument(
-        "--metric", choices=tuple(METRIC_NAMES), default="accuracy", help="ranking metric"
+        "--metric",
+        default="accuracy",
+        help="ranking metric (default accuracy): precision, recall, accuracy, specificity, f1, mcc, roc_auc, balanced_accuracy",
     )
     p.add_argument("--dataset", metavar="NAME", help="only this dataset")
     p.add_argument("--latest", action="store_true", help="latest run per row instead of the best")
