@@ -265,3 +265,38 @@ def test_unwritable_places_are_write_errors(tmp_path, where, reason):
     target = tmp_path / where if not where.startswith("/") else Path(where)
     with pytest.raises(WriteError, match=reason):
         atomic_write_text(target, "{}")
+
+
+# -- folders ----------------------------------------------------------------------------------
+def test_symlinked_folders_are_followed_once_and_loops_reported(tmp_path):
+    from PIL import Image
+
+    from bench.data.loaders import list_images, load_imagefolder
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(elsewhere / "linked.png")
+    for cls in ("healthy", "leukemia"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (1, 2, 3) if cls == "healthy" else (9, 9, 9)).save(
+            tmp_path / "d" / cls / "a.png"
+        )
+    os.symlink(elsewhere, tmp_path / "d/healthy/more")
+    imageset = load_imagefolder(tmp_path / "d")
+    assert sorted(imageset.relpath(i) for i in range(len(imageset))) == [
+        "healthy/a.png",
+        "healthy/more/linked.png",
+        "leukemia/a.png",
+    ]
+    os.symlink("..", tmp_path / "d/leukemia/up")
+    with pytest.raises(UserError, match=r"leukemia/up.*symbolic link loop"):
+        list_images(tmp_path / "d")
+
+
+def test_console_is_wide_when_not_a_terminal(monkeypatch, capsys):
+    from bench.cli.common import PIPE_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert make_console().width == PIPE_WIDTH  # (pytest's captured stdout is not a terminal)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console().width == 100
