@@ -11,13 +11,25 @@ A *training state* file (``state.pt``, resume only) is written with
 ``torch.save`` of plain containers and tensors and read back with
 ``torch.load(weights_only=True)``.
 
-Every write goes to a temporary file that is renamed into place.
+Integrity: both carry a SHA-256 of their tensors (:func:`tensors_digest`:
+names, dtypes, shapes and bytes) -- a model file in its metadata
+(``tensors_sha256``), a training state under the key ``tensors_sha256``. A
+model file whose tensors do not match is refused (:class:`UserError` naming
+the file, so ``leukobench predict`` exits 2); a training state that does not
+match is reported with a :class:`~bench.feature_cache.CacheCorruptionWarning`
+and read as empty (``{}``), so a resumed fold is trained again from its start.
+Files written before checksums existed carry none and are read as before.
+
+Every write goes to a temporary file that is renamed into place; JSON is
+strict (:mod:`bench.strict_json`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +38,40 @@ import torch
 
 from bench.atomic import atomic_write_bytes
 from bench.errors import UserError
+from bench.readable import readable
+from bench.strict_json import dumps as strict_dumps
 
 SCHEMA = "leukobench.checkpoint/1"
 META_KEY = "leukobench"
 KINDS = ("finetune", "features")
+DIGEST_KEY = "tensors_sha256"
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(
-        Path(path), (json.dumps(obj, indent=1, default=_json_default) + "\n").encode()
-    )
+    """Write ``obj`` as indented strict JSON (non-finite numbers as null), atomically."""
+    atomic_write_bytes(Path(path), (strict_dumps(obj, indent=1) + "\n").encode())
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor inside nested dicts/lists/tuples, with a path name, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, Mapping):
+        for key in sorted(obj, key=str):
+            yield from _tensors(obj[key], f"{prefix}/{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}/{i}")
+
+
+def tensors_digest(obj: Any) -> str:
+    """SHA-256 over the name, dtype, shape and bytes of every tensor in ``obj`` (nested)."""
+    h = hashlib.sha256()
+    for name, t in _tensors(obj):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 # -- model files ---------------------------------------------------------------
@@ -58,9 +81,9 @@ def save_model_file(path: Path, tensors: Mapping[str, torch.Tensor], meta: dict[
 
     if meta.get("kind") not in KINDS:
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {meta.get('kind')!r}")
-    meta = {"schema": SCHEMA, **meta}
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    header = {META_KEY: json.dumps(meta, default=_json_default, sort_keys=True)}
+    meta = {"schema": SCHEMA, **meta, DIGEST_KEY: tensors_digest(flat)}
+    header = {META_KEY: strict_dumps(meta, sort_keys=True)}
     path = Path(path)
     atomic_write_bytes(path, save(flat, metadata=header))
     return path
@@ -101,6 +124,12 @@ def _open_model(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor], dic
         raise UserError(f"model file {path} has schema {got!r}; this LeukoBench reads {SCHEMA!r}")
     if meta.get("kind") not in KINDS:
         raise UserError(f"model file {path} has unknown kind {meta.get('kind')!r}")
+    want = meta.get(DIGEST_KEY)
+    if tensors and want is not None and tensors_digest(out) != want:
+        raise UserError(
+            f"model file {readable(path)} is corrupt: its tensors do not match their checksum "
+            f"({DIGEST_KEY}); re-train or restore the file from a copy"
+        )
     return out, meta
 
 
@@ -164,12 +193,16 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save({**state, DIGEST_KEY: tensors_digest(state)}, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    """Read a state written by :func:`save_training_state` (``weights_only=True``)."""
+    """Read a state written by :func:`save_training_state` (``weights_only=True``).
+
+    UserError when the file is unreadable or foreign; ``{}`` (with a warning) when
+    its tensors fail their checksum, so the caller starts that fold afresh.
+    """
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
@@ -181,4 +214,15 @@ def load_training_state(path: Path) -> dict[str, Any]:
         raise UserError(
             f"training state {path} is not a LeukoBench {SCHEMA} state; delete it to start afresh"
         )
+    want = state.pop(DIGEST_KEY, None)
+    if want is not None and tensors_digest(state) != want:
+        from bench.feature_cache import CacheCorruptionWarning
+
+        warnings.warn(
+            f"training state {readable(path)} is corrupt (its tensors do not match their "
+            "checksum); this fold is trained again from its start",
+            CacheCorruptionWarning,
+            stacklevel=2,
+        )
+        return {}
     return state

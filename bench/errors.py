@@ -39,3 +39,7 @@ class BadImagesError(UserError):
 
 class WeightsNotFoundError(UserError):
     """Pretrained weights are not available offline."""
+
+
+class WriteError(UserError):
+    """A file or folder could not be written (disk full, read-only, bad path)."""

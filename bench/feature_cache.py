@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bench.atomic import ensure_dir, write_failure
 from bench.data.loaders import cache_root
 
 FORMAT_VERSION = 1
@@ -331,7 +332,7 @@ class FeatureCache:
             self._write_pack(items, backbone)
 
     def _write_pack(self, items: Mapping[str, np.ndarray], backbone: str) -> Path:
-        self.packs.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.packs)
         name = uuid.uuid4().hex
         tmp = self.packs / f".tmp-{name}"
         path = self.packs / f"{name}{PACK_SUFFIX}"
@@ -342,9 +343,11 @@ class FeatureCache:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):  # disk full, read-only cache: one clear line
+                raise write_failure(path, exc) from None
             raise
         return path
 

@@ -38,7 +38,10 @@ def leukobench_backbones() -> list[BackboneSpec] | BackboneSpec | None:
     ``[backbone.<name>]`` table (e.g. ``layer``, ``weights``).
 
     A spec with ``family=True`` answers to every name ``<name>/<model>``; its
-    factory receives ``model_name``. Factories must not download anything
+    factory receives ``model_name``. An optional ``validate(options)`` checks
+    those options cheaply (model name, layer, weight file; no weights loaded)
+    and raises :class:`bench.errors.UserError`; a suite calls it before any work,
+    so a typo fails in a second, not after minutes of extraction. Factories must not download anything
     unless the user asked for it; missing weights raise
     :class:`bench.errors.WeightsNotFoundError` naming the file they looked for.
 

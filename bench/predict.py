@@ -9,6 +9,10 @@ loaded, so no pretrained file is needed; a Model 1 pipeline rebuilds its
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +22,11 @@ import numpy as np
 import torch
 
 from bench.checkpoint import load_model_file
+from bench.data.validate import DEFAULT_MAX_PIXELS
 from bench.device import torch_device
 from bench.errors import UserError
 from bench.extraction.normalise import Normaliser
+from bench.readable import readable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
@@ -35,35 +41,99 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
 
 
+def _os_reason(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return f"broken symbolic link (-> {readable(os.readlink(path))})"
+    return f"unreadable ({exc.strerror or exc})"
+
+
 def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files named directly plus image files found (recursively, sorted) under directories.
 
-    Returns ``(paths, problems)``; a missing input is a problem, not an exception.
+    Returns ``(paths, problems)``: every input, and every entry found under an input
+    folder, is either in ``paths`` or in ``problems`` as ``(path, reason)`` -- missing
+    files, broken links, symbolic-link loops, unreadable folders, files that are not
+    images. Symbolic links to folders are followed, each folder once.
     """
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(
-                q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            if not found:
+        try:
+            st = p.stat()
+        except OSError as exc:
+            reason = "no such file or directory" if exc.errno == errno.ENOENT else None
+            if p.is_symlink() or reason is None:
+                reason = _os_reason(exc, p)
+            problems.append((readable(p), reason))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found, bad = _walk_images(p)
+            if not found and not bad:
                 problems.append(
-                    (str(p), "directory holds no images (" + ", ".join(IMAGE_EXTENSIONS) + ")")
+                    (readable(p), "directory holds no images (" + ", ".join(IMAGE_EXTENSIONS) + ")")
                 )
             paths.extend(found)
-        elif p.is_file():
+            problems.extend(bad)
+        elif stat.S_ISREG(st.st_mode):
             paths.append(p)
         else:
-            problems.append((str(p), "no such file or directory"))
+            problems.append((readable(p), "not a regular file"))
     return paths, problems
+
+
+def _walk_images(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``root`` (sorted) and ``(path, reason)`` for everything skipped."""
+    found: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: dict[tuple[int, int], str] = {}
+
+    def onerror(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        problems.append((readable(where), f"unreadable folder ({exc.strerror or exc})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        here = Path(dirpath)
+        try:
+            st = here.stat()
+        except OSError as exc:
+            problems.append((readable(here), _os_reason(exc, here)))
+            dirnames[:] = []
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            problems.append((readable(here), f"symbolic link loop (same folder as {seen[ident]})"))
+            dirnames[:] = []
+            continue
+        seen[ident] = readable(here)
+        dirnames.sort()
+        for name in sorted(filenames):
+            f = here / name
+            try:
+                fst = f.stat()
+            except OSError as exc:
+                problems.append((readable(f), _os_reason(exc, f)))
+                continue
+            if not stat.S_ISREG(fst.st_mode):
+                problems.append((readable(f), "not a regular file"))
+            elif f.suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(f)
+            else:
+                problems.append(
+                    (readable(f), f"not an image file name ({', '.join(IMAGE_EXTENSIONS)})")
+                )
+    found.sort()
+    return found, problems
 
 
 class Predictor:
     """A loaded model: ``classes``, ``positive``, ``preprocessing`` and :meth:`predict_proba`."""
 
     kind = ""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused, never decoded
 
     def __init__(self, meta: dict[str, Any], device: torch.device) -> None:
         self.meta = meta
@@ -78,10 +148,24 @@ class Predictor:
         self.mask = pre.get("mask")
 
     def load_image(self, path: Path) -> np.ndarray:
-        """Decode, resize and mask one image exactly as in training (uint8 HWC)."""
+        """Decode, resize and mask one image exactly as in training (uint8 HWC).
+
+        ValueError, before decoding, when it has more than :attr:`max_pixels` pixels.
+        """
+        from PIL import Image
+
         from bench.data.decode import decode_resized
 
-        img = decode_resized(path, self.input_size, self.interpolation)
+        with warnings.catch_warnings():  # the size is checked here, not by Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+            if pixels > self.max_pixels:
+                raise ValueError(
+                    f"image too large: {pixels} pixels > max_pixels={self.max_pixels} "
+                    "(decompression bomb guard; raise --max-pixels to allow it)"
+                )
+            img = decode_resized(path, self.input_size, self.interpolation)
         if self.mask:
             from bench.data.mask import apply_mask
 
@@ -185,12 +269,23 @@ class FeaturePredictor(Predictor):
         return out
 
 
-def load_predictor(path: Path, device: str = "cpu") -> Predictor:
+def load_predictor(
+    path: Path, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Predictor:
     """Load a model file; :class:`UserError` if missing, corrupt, truncated or foreign."""
-    tensors, meta = load_model_file(Path(path))
     dev = torch_device(device)
+    tensors, meta = load_model_file(Path(path))
     predictors = {cls.kind: cls for cls in (FinetunePredictor, FeaturePredictor)}
-    return predictors.get(meta["kind"], FeaturePredictor)(tensors, meta, dev)
+    kind = predictors.get(meta["kind"], FeaturePredictor)
+    try:
+        predictor = kind(tensors, meta, dev)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(
+            f"model file {readable(path)} has incomplete or malformed metadata "
+            f"({type(exc).__name__}: {exc}); re-train or point --model at another file"
+        ) from exc
+    predictor.max_pixels = int(max_pixels)
+    return predictor
 
 
 def predict_paths(
@@ -223,10 +318,10 @@ def predict_paths(
         try:
             img = predictor.load_image(Path(path))
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
-            problems.append((str(path), f"cannot read image: {type(exc).__name__}: {exc}"))
+            problems.append((readable(path), f"cannot read image: {type(exc).__name__}: {exc}"))
             continue
         batch.append(img)
-        names.append(str(path))
+        names.append(readable(path))
         if len(batch) >= batch_size:
             flush()
     flush()

@@ -3,15 +3,24 @@ predictions, so a rerun refits nothing.
 
 Keyed by a digest of the feature matrix, labels, folds, classifier name and
 options, the positive class and the versions of the code that fits it. Entries
-are ``.npz`` files written atomically; an unreadable entry is refitted.
+are ``.npz`` files written atomically, each with a SHA-256 of its arrays
+(``sha256``). An entry that is truncated, not a zip file, or whose arrays do
+not match their checksum is reported once with a
+:class:`~bench.feature_cache.CacheCorruptionWarning`, deleted and refitted, as
+feature packs are. Entries written before checksums existed are still read
+(the zip format's own CRC-32 still catches flipped bits in them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+import warnings
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,6 +30,7 @@ import numpy as np
 from bench.atomic import atomic_write_bytes
 from bench.cache_paths import cache_root
 from bench.crossval import FoldPrediction
+from bench.feature_cache import CacheCorruptionWarning
 
 FORMAT_VERSION = 1
 _PACKAGES = ("leukobench", "scikit-learn", "xgboost", "numpy")
@@ -48,6 +58,16 @@ def data_digest(
         h.update(np.asarray(train, dtype=np.int64).tobytes())
         h.update(b"|")
         h.update(np.asarray(test, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
     return h.hexdigest()
 
 
@@ -82,24 +102,27 @@ class PredictionCache:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> list[FoldPrediction] | None:
+        """The stored predictions, or None when absent or corrupt (then deleted, warned)."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
         try:
-            with np.load(self._path(key), allow_pickle=False) as z:
-                n = int(z["n_folds"])
-                out = []
-                for i in range(n):
-                    score = z[f"score_{i}"] if f"score_{i}" in z.files else None
-                    out.append(
-                        FoldPrediction(
-                            fold=int(z[f"fold_{i}"]),
-                            test_index=z[f"test_index_{i}"],
-                            y_true=z[f"y_true_{i}"],
-                            y_pred=z[f"y_pred_{i}"],
-                            score=score,
-                            fit_s=float(z[f"fit_s_{i}"]),
-                        )
-                    )
-                return out
-        except (OSError, KeyError, ValueError):
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # (f: always closed)
+                arrays = {name: z[name] for name in z.files}
+            stored = arrays.pop("sha256", None)
+            if stored is not None and str(stored) != arrays_digest(arrays):
+                raise ValueError("checksum mismatch")
+            return _unpack(arrays)
+        except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile,
+                zlib.error) as exc:  # fmt: skip
+            warnings.warn(
+                f"Model 1 prediction cache entry {path} is corrupt ({type(exc).__name__}: "
+                f"{exc}); it is deleted and the classifier refitted",
+                CacheCorruptionWarning,
+                stacklevel=2,
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
             return None
 
     def put(self, key: str, preds: list[FoldPrediction]) -> None:
@@ -112,6 +135,25 @@ class PredictionCache:
             arrays[f"fit_s_{i}"] = np.array(p.fit_s)
             if p.score is not None:
                 arrays[f"score_{i}"] = np.asarray(p.score)
+        arrays["sha256"] = np.array(arrays_digest(arrays))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(self._path(key), buf.getvalue())
+
+
+def _unpack(z: Mapping[str, np.ndarray]) -> list[FoldPrediction]:
+    """Fold predictions from an entry's arrays (KeyError/ValueError when malformed)."""
+    n = int(z["n_folds"])
+    out = []
+    for i in range(n):
+        out.append(
+            FoldPrediction(
+                fold=int(z[f"fold_{i}"]),
+                test_index=z[f"test_index_{i}"],
+                y_true=z[f"y_true_{i}"],
+                y_pred=z[f"y_pred_{i}"],
+                score=z.get(f"score_{i}"),
+                fit_s=float(z[f"fit_s_{i}"]),
+            )
+        )
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,7 +157,9 @@ def render_text(tables: list[Table], fmt: str) -> str:
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "json":
-        return json.dumps({"tables": [t.as_dict() for t in tables]}, indent=1) + "\n"
+        from bench.strict_json import dumps
+
+        return dumps({"tables": [t.as_dict() for t in tables]}, indent=1) + "\n"
     if fmt == "rich":
         return _rich_text(tables)
     one = {"md": _markdown, "csv": _csv, "latex": _latex, "html": _html}[fmt]

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.atomic import atomic_write_text
 from bench.errors import UserError
+from bench.strict_json import dumps as strict_dumps
 
 SCHEMA = "leukobench.result/1"
 PACKAGES = (
@@ -149,8 +150,8 @@ _FLAT_LIST = re.compile(r"\[\s*([^\[\]{}]*?)\s*\]")
 
 
 def dumps(record: dict[str, Any]) -> str:
-    """JSON with nested tables indented but lists of scalars on one line (readable, compact)."""
-    text = json.dumps(record, indent=1, default=_json_default)
+    """Strict JSON (NaN/inf as null) with nested tables indented but lists of scalars on one line."""
+    text = strict_dumps(record, indent=1)
     return _FLAT_LIST.sub(lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
 
 
@@ -172,20 +173,6 @@ def update_record(record: dict[str, Any], path: Path) -> Path:
     """Rewrite the record at ``path`` (the same run, now further along)."""
     text = dumps(record)
     return atomic_write_text(path, text, overwrite=True)
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if np.isnan(obj) else float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def load_record(path: Path) -> dict[str, Any]:

@@ -20,6 +20,10 @@ class BackboneSpec:
     A *family* spec (``family=True``) serves every name ``<name>/<model>``;
     its factory is called with ``model_name=<model>`` (e.g. ``timm/resnet18``).
     ``input_size`` and ``feature_dim`` are informative (``None`` = depends on options).
+    ``validate(options)`` (optional) checks the options a factory would get (with
+    ``model_name`` for a family) cheaply -- names, layers, weight files; nothing is
+    built or loaded -- and raises :class:`bench.errors.UserError`; suites call it
+    before any work.
     """
 
     name: str
@@ -31,6 +35,7 @@ class BackboneSpec:
     licence: str = ""
     family: bool = False
     plugin: str = ""
+    validate: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -59,6 +61,17 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
 # so the same suite run by another executor resumes the same work and names the same runs.
 DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"), ("run", "memory_limit"))
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
+
+# Whole-number settings outside the protocol tables: (section, key) -> (lowest, highest).
+# Anything outside is a typo or an accident (10**9 workers, a seed sklearn cannot take).
+RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("data", "max_pixels"): (1, 10**12),
+    ("augment", "copies"): (1, 100),
+    ("run", "batch_size"): (0, 65_536),
+    ("run", "workers"): (0, 1_024),
+    ("run", "n_jobs"): (-1, 1_024),
+}
+SEED_RANGE = (0, 2**32 - 1)  # numpy, torch and scikit-learn all accept these
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "suite": {"description": "", "seed": 0, "results_dir": "results"},
@@ -194,37 +207,76 @@ def locate(name_or_path: str) -> Path:
 
 
 # -- overrides -----------------------------------------------------------------
+def non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or infinite number inside ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"protocol.0.folds=5"`` -> (["protocol", "0", "folds"], 5). Values are TOML literals."""
+    """``"protocol.0.folds=5"`` -> (["protocol", "0", "folds"], 5). Values are TOML literals.
+
+    NaN and infinite numbers are refused (no setting means them).
+    """
     if "=" not in text:
         raise UserError(f"--set {text!r}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
-    keys = [k for k in key.strip().split(".") if k]
-    if not keys:
-        raise UserError(f"--set {text!r}: empty key path")
+    keys = [k.strip() for k in key.strip().split(".")]
+    if not keys or not all(keys):
+        raise UserError(f"--set {text!r}: empty key in the path (write KEY.PATH=VALUE)")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word is a string
+    bad = non_finite(value)
+    if bad:
+        raise UserError(f"--set {text!r}: {raw.strip()} is not a finite number; give a real value")
     return keys, value
 
 
 def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``raw[keys...] = value``; missing tables on the way are created.
+
+    The first key must be a top-level table (close matches suggested); a path
+    that goes *into* a value that is not a table or list (``protocol.0.folds.x``)
+    is a UserError.
+    """
+    dotted = ".".join(keys)
+    if keys[0] not in TOP_LEVEL:
+        hint = suggest(keys[0], TOP_LEVEL) or f" (tables: {', '.join(TOP_LEVEL)})"
+        raise UserError(f"--set {dotted}: unknown table {keys[0]!r}{hint}")
     node: Any = raw
     for i, key in enumerate(keys[:-1]):
         nxt = keys[i + 1]
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise UserError(f"--set {'.'.join(keys)}: no list item {key!r}")
+                raise UserError(f"--set {dotted}: no list item {key!r} (the list has {len(node)})")
             node = node[int(key)]
         else:
             if key not in node:
                 node[key] = [] if nxt.isdigit() else {}
             node = node[key]
+        if not isinstance(node, (dict, list)):
+            here = ".".join(keys[: i + 1])
+            raise UserError(
+                f"--set {dotted}: {here} is a value ({node!r}), not a table; "
+                f"set {here}=VALUE instead"
+            )
     last = keys[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise UserError(f"--set {'.'.join(keys)}: no list item {last!r}")
+            raise UserError(f"--set {dotted}: no list item {last!r} (the list has {len(node)})")
         node[int(last)] = value
     else:
         node[last] = value
@@ -279,6 +331,10 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
         seeds = [suite["seed"]]
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise check.fail("suite.seeds", "expected a non-empty list of integers")
+    lo, hi = SEED_RANGE
+    for s in seeds:
+        if not lo <= s <= hi:
+            raise check.fail("suite.seeds", f"{s} is out of range; seeds are {lo}..{hi}")
     suite["seeds"] = seeds
     suite["seed"] = seeds[0]
 
@@ -292,8 +348,7 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
         aug["copies"] = 1
     elif "copies" not in raw.get("augment", {}):
         aug["copies"] = 5
-    if aug["copies"] < 1:
-        raise check.fail("augment.copies", "must be at least 1")
+    _check_numbers(check, cfg)
 
     from bench.data.decode import DECODERS
 
@@ -331,6 +386,17 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
     if registry is not None:
         _check_names(check, cfg, registry)
     return cfg
+
+
+def _check_numbers(check: _Checker, cfg: dict[str, Any]) -> None:
+    """Whole-number settings within :data:`RANGES`; no NaN/inf in the dataset's options."""
+    for (section, key), (lo, hi) in RANGES.items():
+        value = cfg[section].get(key)
+        if value is not None and not lo <= value <= hi:
+            raise check.fail(f"{section}.{key}", f"{value} is out of range; use {lo}..{hi}")
+    bad = non_finite(cfg["data"]["options"])
+    if bad:
+        raise check.fail(f"data.options.{bad}", "NaN or infinite; give a finite number")
 
 
 def _check_mask(check: _Checker, mask: list) -> None:
@@ -376,12 +442,21 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
         raise check.fail("data.dataset", str(exc)) from None
     used_b: set[str] = set()
     used_c: set[str] = set()
+    for kind in ("backbone", "classifier"):
+        for name, options in cfg[kind].items():
+            bad = non_finite(options)
+            if bad:
+                raise check.fail(f"{kind}.{name}.{bad}", "NaN or infinite; give a finite number")
     for i, proto in enumerate(cfg["protocol"]):
         for name in proto.get("backbones", []):
             try:
-                registry.backbone(name)
+                spec, extra = registry.backbone(name)
             except UserError as exc:
                 raise check.fail(f"protocol[{i}].backbones", str(exc)) from None
+            if name not in used_b:
+                _check_backbone_options(
+                    check, name, spec, {**extra, **cfg["backbone"].get(name, {})}
+                )
             used_b.add(name)
         for name in proto.get("classifiers", []):
             try:
@@ -395,8 +470,8 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
             registry.build_classifier(name, **cfg["classifier"].get(name, {}))
         except UserError as exc:
             raise check.fail(f"classifier.{name}", str(exc)) from None
-    # Options for a name no protocol uses are fine (protocols may be overridden),
-    # but a name no plugin knows is a typo.
+    # Options for a name no protocol uses are accepted with a warning naming the table
+    # (protocols may be overridden), but a name no plugin knows is a typo.
     for kind, used in (("backbone", used_b), ("classifier", used_c)):
         for name in cfg[kind]:
             if name in used:
@@ -405,6 +480,34 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
                 registry.backbone(name) if kind == "backbone" else registry.classifier(name)
             except UserError as exc:
                 raise check.fail(f"{kind}.{name}", str(exc)) from None
+            warnings.warn(
+                f"{check.where}: [{kind}.{name}]: options given, but no protocol uses {kind} {name!r}; they are ignored",
+                stacklevel=3,
+            )
+
+
+def _check_backbone_options(check: _Checker, name: str, spec: Any, options: dict[str, Any]) -> None:
+    """Cheap checks of a backbone's options before any work: option names against the
+    factory's parameters, then the spec's own ``validate(options)`` (no weights loaded)."""
+    import inspect
+
+    try:
+        params = inspect.signature(spec.factory).parameters.values()
+    except (TypeError, ValueError):
+        params = ()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params):
+        for key in options:
+            if key not in names:
+                known = sorted(names - {"model_name"})
+                hint = suggest(key, known) or f" (options: {', '.join(known) or 'none'})"
+                raise check.fail(f"backbone.{name}.{key}", f"unknown option{hint}")
+    validate_options = getattr(spec, "validate", None)
+    if validate_options is not None:
+        try:
+            validate_options(dict(options))
+        except UserError as exc:
+            raise check.fail(f"backbone.{name}", str(exc)) from None
 
 
 def load_suite(

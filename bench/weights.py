@@ -36,6 +36,11 @@ class WeightsChoice:
 
 def parse_weights(value: str | os.PathLike[str] | None, backbone: str) -> WeightsChoice:
     """Parse a ``weights`` option (``imagenet`` default, ``none``, or a local file)."""
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise UserError(
+            f"backbone {backbone!r}: weights must be 'imagenet', 'none' or a file path, "
+            f"got {value!r}"
+        )
     if value is None or str(value).lower() in ("imagenet", "pretrained", "default"):
         return WeightsChoice("imagenet")
     if str(value).lower() in ("none", "random"):

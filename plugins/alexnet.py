@@ -162,6 +162,16 @@ def alexnet_backbone(
     )
 
 
+def validate_options(options: dict[str, Any]) -> None:
+    """The layer and weights options, checked without building the network."""
+    layer = options.get("layer", "fc7")
+    if layer not in LAYERS:
+        raise UserError(
+            f"backbone 'alexnet': unknown layer {layer!r}; use one of {', '.join(LAYERS)}"
+        )
+    parse_weights(options.get("weights", "imagenet"), NAME)
+
+
 @hookimpl
 def leukobench_backbones() -> list[BackboneSpec]:
     return [
@@ -173,5 +183,6 @@ def leukobench_backbones() -> list[BackboneSpec]:
             feature_dim=4096,
             weight_source=f"torchvision IMAGENET1K_V1 ($TORCH_HOME/hub/checkpoints/{WEIGHTS_FILE})",
             licence="BSD-3-Clause (torchvision); ImageNet weights: non-commercial research",
+            validate=validate_options,
         )
     ]

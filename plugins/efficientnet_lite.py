@@ -142,6 +142,20 @@ def lite_backbone(
     )
 
 
+def _validator(variant: str) -> Any:
+    def validate_options(options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - {"weights", "layer", "download", "seed"})
+        if unknown:
+            raise UserError(
+                f"backbone {variant!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                "options: download, layer, seed, weights"
+            )
+        check_prelogits_layer(variant, options.get("layer"))
+        parse_weights(options.get("weights", "imagenet"), variant)
+
+    return validate_options
+
+
 def _factory(variant: str) -> Any:
     def factory(**options: Any) -> Backbone:
         return lite_backbone(variant, **options)
@@ -165,6 +179,7 @@ def leukobench_backbones() -> list[BackboneSpec]:
                 feature_dim=1280,
                 weight_source=f"PyPI package {pkg.replace('_', '-')} (offline)",
                 licence="Apache-2.0",
+                validate=_validator(variant),
             )
         )
     return specs

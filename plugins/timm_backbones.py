@@ -149,6 +149,14 @@ def timm_backbone(
     )
 
 
+def validate_options(options: dict[str, Any]) -> None:
+    """Model name (timm's registry, no weights), layer and weights options."""
+    name = f"{FAMILY}/{options.get('model_name')}"
+    check_model_name(str(options.get("model_name")))
+    check_prelogits_layer(name, options.get("layer"))
+    parse_weights(options.get("weights", "imagenet"), name)
+
+
 @hookimpl
 def leukobench_backbones() -> list[BackboneSpec]:
     return [
@@ -159,5 +167,6 @@ def leukobench_backbones() -> list[BackboneSpec]:
             weight_source="timm pretrained cfg (Hugging Face cache / torch hub cache, offline)",
             licence="per model (see timm pretrained_cfg 'license')",
             family=True,
+            validate=validate_options,
         )
     ]

@@ -79,8 +79,9 @@ def test_directories_bad_and_missing_files(trained, tmp_path, capsys):
     )
     assert code == 0
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["cell0.PNG", "cell1.PNG"]
-    assert "2 input(s) could not be predicted" in err
+    assert "3 input(s) skipped" in err  # every input is predicted or listed with its reason
     assert "broken.png: cannot read image" in err and "missing.jpg: no such file" in err
+    assert "notes.txt: not an image file name" in err
 
 
 def test_no_image_predicted_exits_2(trained, tmp_path, capsys):

@@ -4,6 +4,11 @@ Each command module has ``register(subparsers)`` that adds its parser and sets
 ``func`` (called with the parsed namespace; returns an exit code).
 Exit codes: 0 success, 1 internal error (or a failed check, e.g. ``compare``),
 2 usage or input error (one clear line, no traceback).
+
+:func:`main` also makes standard output and error print any file name (bytes
+that are not UTF-8 as ``\\xNN``, :mod:`bench.readable`), shows LeukoBench's own
+warnings as ``leukobench: warning: ...`` lines, and reports an operating-system
+error about a named file (permission, a folder given for a file, ...) as exit 2.
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
+from pathlib import Path
+from typing import Any
 
 from bench import __version__
 from bench.errors import UserError
+from bench.readable import make_streams_readable, readable
+
+_OWN_CODE = (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2] / "plugins")
 
 COMMANDS = (
     "run",
@@ -49,10 +60,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """LeukoBench's own warnings as one ``leukobench: warning:`` line; others as Python shows them."""
+    try:
+        own = any(Path(filename).resolve().is_relative_to(root) for root in _OWN_CODE)
+    except (OSError, ValueError):
+        own = False
+    stream = file or sys.stderr
+    if own:
+        stream.write(f"leukobench: warning: {readable(message)}\n")
+    else:
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.malloc_tuning import prepare_malloc
 
     prepare_malloc()  # one malloc arena, set before any thread exists (bench/malloc_tuning.py)
+    make_streams_readable(sys.stdout, sys.stderr)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -65,21 +106,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"leukobench: error: {exc}", file=sys.stderr)
+        print(f"leukobench: error: {readable(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.filename is None or os.environ.get("LEUKOBENCH_DEBUG"):
+            return _internal_error(exc)
+        what = readable(exc.filename) + (f" -> {readable(exc.filename2)}" if exc.filename2 else "")
+        print(f"leukobench: error: {what}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("leukobench: interrupted; finished work is kept (rerun to resume)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
-        if os.environ.get("LEUKOBENCH_DEBUG"):
-            traceback.print_exc()
-        else:
-            print(
-                f"leukobench: internal error: {type(exc).__name__}: {exc}\n"
-                "(set LEUKOBENCH_DEBUG=1 for the traceback)",
-                file=sys.stderr,
-            )
-        return 1
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get("LEUKOBENCH_DEBUG"):
+        traceback.print_exception(exc)
+    else:
+        print(
+            f"leukobench: internal error: {type(exc).__name__}: {readable(exc)}\n"
+            "(set LEUKOBENCH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+    return 1
 
 
 if __name__ == "__main__":

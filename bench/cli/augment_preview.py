@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cli.common import add_dataset, load_imageset
+from bench.cli.common import add_dataset, check_output, load_imageset, positive_int
 from bench.data.augment import apply_transform, make_transform
 from bench.data.decode import decode_resized
 from bench.errors import UserError
+from bench.readable import readable
 
 COLUMNS = ("original", "translate", "reflect", "rotate")
 TITLES = {
@@ -41,20 +42,41 @@ def preview_grid(
                 picks.append(int(q.pop(0)))
     rows, labels = [], []
     for i in picks:
-        img = decode_resized(imageset.paths[i], size)
+        try:
+            img = decode_resized(imageset.paths[i], size)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+            raise UserError(
+                f"cannot read image {readable(imageset.paths[i])} ({type(exc).__name__}: {exc}); "
+                "remove or replace it"
+            ) from None
         row = [img]
         for kind in COLUMNS[1:]:
             row.append(apply_transform(img, make_transform(rng, kind)))
         rows.append(row)
-        labels.append(f"{imageset.classes[imageset.labels[i]]}: {imageset.paths[i].name}")
+        labels.append(f"{imageset.classes[imageset.labels[i]]}: {readable(imageset.paths[i].name)}")
     return np.asarray(rows, dtype=np.uint8), labels
+
+
+def figure_format(out: Path) -> str:
+    """The image format for ``out`` from its extension (png when none); UserError if unknown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    known = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in known:
+        raise UserError(
+            f"--out {readable(out)}: unknown image type {out.suffix!r}; use one of "
+            + ", ".join(f".{k}" for k in sorted(known))
+        )
+    return fmt
 
 
 def save_figure(grid: np.ndarray, labels: list[str], out: Path) -> None:
     """Save the grid as an image (matplotlib, Agg backend), atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    fmt = figure_format(out)
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = grid.shape[:2]
@@ -74,12 +96,17 @@ def save_figure(grid: np.ndarray, labels: list[str], out: Path) -> None:
 
     try:
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=110, format=(out.suffix.lstrip(".") or "png"))
+            fig.savefig(tmp, dpi=110, format=fmt)
     finally:
         plt.close(fig)
 
 
 def _run(args: argparse.Namespace) -> int:
+    positive_int("--n", args.n, 1, 100)
+    positive_int("--size", args.size, 16, 4096)
+    positive_int("--seed", args.seed, 0, 2**32 - 1)
+    check_output(args.out)
+    figure_format(Path(args.out))
     grid, labels = preview_grid(
         args.data, dataset=args.dataset, n=args.n, seed=args.seed, size=args.size
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.common import add_cache_dir
+from bench.cli.common import add_cache_dir, make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,6 @@ def _size(n: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from bench.feature_cache import FeatureCache
@@ -49,20 +48,19 @@ def run_info(args: argparse.Namespace) -> int:
     )
     preds = PredictionCache(args.cache_dir).info()
     table.add_row("(Model 1 predictions)", str(preds["entries"]), _size(preds["bytes"]))
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from bench.feature_cache import FeatureCache
     from bench.prediction_cache import PredictionCache
 
     n = FeatureCache(args.cache_dir).clear(args.backbone)
     what = f"backbone {args.backbone!r}" if args.backbone else "all backbones"
-    Console().print(f"removed {n} cached feature vector(s) of {what}")
+    make_console().print(f"removed {n} cached feature vector(s) of {what}")
     if not args.backbone:
         m = PredictionCache(args.cache_dir).clear()
-        Console().print(f"removed {m} cached Model 1 prediction set(s)")
+        make_console().print(f"removed {m} cached Model 1 prediction set(s)")
     return 0

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.common import finite_float, make_console, output_file
 from bench.render import FORMATS
-from bench.report import METRIC_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,22 +16,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare two result records; exit 1 when a shared cell regresses",
         description=(
             "Exit 1 when a shared cell's pooled metric drops by more than --tolerance, when "
-            "the candidate's 95%% CI upper bound is below the baseline value (unless "
+            "the candidate's 95% CI upper bound is below the baseline value (unless "
             "--ignore-ci), or when a cell that completed in the baseline failed; else exit 0."
         ),
     )
     p.add_argument("baseline", type=Path, metavar="BASELINE.json")
     p.add_argument("candidate", type=Path, metavar="CANDIDATE.json")
-    p.add_argument("--metric", choices=tuple(METRIC_NAMES), default="accuracy")
+    p.add_argument(
+        "--metric",
+        default="accuracy",
+        help="metric (default accuracy): precision, recall, accuracy, specificity, f1, mcc, roc_auc, balanced_accuracy",
+    )
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=finite_float,
         default=0.01,
         help="allowed absolute drop as a fraction (default 0.01 = 1 percentage point)",
     )
     p.add_argument("--ignore-ci", action="store_true", help="do not apply the CI rule")
     p.add_argument("--format", choices=FORMATS, default="rich", help="output format (default rich)")
-    p.add_argument("--out", type=Path, help="also write the table to this file")
+    p.add_argument("--out", type=output_file, help="also write the table to this file")
     p.set_defaults(func=run)
 
 
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     )
     table = comparison_table(cmp)
     if args.format == "rich":
-        render_rich([table])
+        render_rich([table], make_console())
     else:
         sys.stdout.write(render_text([table], args.format))
     if args.out:

@@ -10,12 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from bench import strict_json
 from bench.cli.common import (
     add_cache_options,
     add_dataset,
     add_no_progress,
     add_skip_bad,
     load_imageset,
+    output_file,
+    positive_int,
 )
 from bench.errors import UserError
 
@@ -35,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-download", action="store_true", help="download missing pretrained weights"
     )
-    p.add_argument("--out", type=Path, default=Path("features.npz"), help="output .npz")
+    p.add_argument("--out", type=output_file, default=Path("features.npz"), help="output .npz")
     p.add_argument("--batch-size", type=int, help="images per forward pass")
     p.add_argument(
         "--workers",
@@ -88,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--data {args.data} does not exist")
     if args.out.suffix != ".npz":
         raise UserError(f"--out {args.out}: the output must be an .npz file")
+    if args.batch_size is not None:
+        positive_int("--batch-size", args.batch_size, 1, 65_536)
+    if args.workers is not None:
+        positive_int("--workers", args.workers, 0, 1_024)
     reg = get_registry()
     imageset = load_imageset(args.dataset, args.data, flag="--data")
     imageset, report = validate(imageset, skip_bad=args.skip_bad, min_per_class=1)
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             "digests": np.asarray(report.digests, dtype=str),
             "paths": np.asarray([imageset.relpath(i) for i in range(len(imageset))], dtype=str),
             "classes": np.asarray(imageset.classes, dtype=str),
-            "meta": np.asarray(json.dumps(meta)),
+            "meta": np.asarray(strict_json.dumps(meta)),
         },
     )
     console.print(

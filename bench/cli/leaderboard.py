@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.report import METRIC_NAMES
+from bench.cli.common import make_console, output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="directory of result records, searched recursively (default results/)",
     )
     p.add_argument(
-        "--metric", choices=tuple(METRIC_NAMES), default="accuracy", help="ranking metric"
+        "--metric",
+        default="accuracy",
+        help="ranking metric (default accuracy): precision, recall, accuracy, specificity, f1, mcc, roc_auc, balanced_accuracy",
     )
     p.add_argument("--dataset", metavar="NAME", help="only this dataset")
     p.add_argument("--latest", action="store_true", help="latest run per row instead of the best")
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also list runs on synthetic data (smoke tests, never claims)",
     )
-    p.add_argument("--out", type=Path, metavar="LEADERBOARD.md", help="write Markdown here")
+    p.add_argument("--out", type=output_file, metavar="LEADERBOARD.md", help="write Markdown here")
     p.set_defaults(func=run)
 
 
@@ -54,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
         write_markdown(table, args.out)
         print(f"wrote {args.out} ({len(table.rows)} row(s))", file=sys.stderr)
     else:
-        render_rich([table])
+        render_rich([table], make_console())
     return 0

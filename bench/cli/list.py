@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from bench.cli.common import make_console
 
 KINDS = (
     "backbones",
@@ -109,7 +110,7 @@ def tables(kind: str) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = make_console()
     for kind in [args.kind] if args.kind else KINDS:
         console.print(tables(kind))
     return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench import strict_json
+from bench.cli.common import check_output, positive_int
+from bench.data.validate import DEFAULT_MAX_PIXELS
 
 FORMATS = ("table", "csv", "json")
 
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write the predictions to this file (atomic)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"larger images are skipped, never decoded (default {DEFAULT_MAX_PIXELS:,})",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +64,7 @@ def render(preds: list, classes: list[str], fmt: str) -> str:
             }
             for p in preds
         ]
-        return json.dumps(rows, indent=1) + "\n"
+        return strict_json.dumps(rows, indent=1) + "\n"
     header = ["path", "class", "probability", *[f"p({c})" for c in classes]]
     rows = [
         [p.path, p.label, f"{p.probability:.4f}", *[f"{p.probabilities[c]:.4f}" for c in classes]]
@@ -75,25 +82,28 @@ def render(preds: list, classes: list[str], fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.checkpoint import atomic_write_bytes
+    from bench.atomic import atomic_write_text
     from bench.predict import collect_images, load_predictor, predict_paths
 
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
+    positive_int("--batch-size", args.batch_size, 1, 65_536)
+    positive_int("--max-pixels", args.max_pixels, 1, 10**12)
+    if args.out:
+        check_output(args.out)
     from bench.saved_models import resolve_model
 
-    predictor = load_predictor(resolve_model(args.model, args.results_dir), device=args.device)
+    model = resolve_model(args.model, args.results_dir)
+    predictor = load_predictor(model, device=args.device, max_pixels=args.max_pixels)
     paths, problems = collect_images(args.inputs)
     preds, bad = predict_paths(predictor, paths, batch_size=args.batch_size)
     problems += bad
     text = render(preds, predictor.classes, args.format)
     if args.out:
-        atomic_write_bytes(args.out, text.encode())
+        atomic_write_text(args.out, text)
         print(f"wrote {len(preds)} prediction(s) to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     if problems:
-        print(f"{len(problems)} input(s) could not be predicted:", file=sys.stderr)
+        print(f"{len(problems)} input(s) skipped:", file=sys.stderr)
         for path, reason in problems:
             print(f"  {path}: {reason}", file=sys.stderr)
     if not preds:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.cli.common import make_console, output_file, output_folder
 from bench.render import FORMATS
 
 
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report",
         help="Table 1 / Table 2 from result records",
         description=(
-            "Table 1 (per-method precision, recall, accuracy, specificity with 95%% CI, "
+            "Table 1 (per-method precision, recall, accuracy, specificity with 95% CI, "
             "grouped by model) and Table 2 (accuracy beside the literature)."
         ),
     )
@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--table", choices=("1", "2", "all"), default="all", help="which table (default all)"
     )
     p.add_argument("--format", choices=FORMATS, default="rich", help="output format (default rich)")
-    p.add_argument("--out", type=Path, help="write to this file instead of the terminal")
-    p.add_argument("--figures", type=Path, metavar="DIR", help="also write PNG figures here")
+    p.add_argument("--out", type=output_file, help="write to this file instead of the terminal")
+    p.add_argument(
+        "--figures", type=output_folder, metavar="DIR", help="also write PNG figures here"
+    )
     p.add_argument(
         "--extra-metrics",
         action="store_true",
@@ -57,14 +59,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from bench.render import render_text
 
-        if args.out.is_dir():
-            raise UserError(f"--out {args.out}: is a directory; give a file name")
         atomic_write_text(args.out, render_text(tables, args.format))
         print(f"wrote {args.out}", file=sys.stderr)
     elif args.format == "rich":
         from bench.render import render_rich
 
-        render_rich(tables)
+        render_rich(tables, make_console())
     else:
         from bench.render import render_text
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from rich.console import Console
 
-from bench.cli.common import add_cache_options, add_no_progress, add_skip_bad
+from bench.cli.common import (
+    add_cache_options,
+    add_no_progress,
+    add_skip_bad,
+    make_console,
+    output_folder,
+)
 
 DEFAULT_SUITE = "quickstart"
 
@@ -39,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--results-dir",
-        type=Path,
+        type=output_folder,
         help="where to write the result record (default: suite.results_dir)",
     )
     add_skip_bad(p)
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.executor:
         registry.executor(args.executor)  # unknown name: exit 2 with suggestions
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
-    console = Console()
+    console = make_console()
     if args.dry_run:
         from bench.plan import print_plan
 

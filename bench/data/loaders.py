@@ -8,10 +8,11 @@ decoding happen later, once, in :mod:`bench.data.validate` and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from bench.cache_paths import cache_root  # noqa: F401  (re-exported for plugins)
 from bench.data.imageset import ImageSet, default_positive
 from bench.errors import UserError
+from bench.readable import readable
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 _IGNORED_DIRS = frozenset({"__MACOSX", "@eaDir"})
@@ -34,13 +36,55 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden files/folders skipped."""
+    """Image files under ``folder`` (recursively), sorted; hidden files/folders skipped.
+
+    Symbolic links to folders are followed (each folder once). A folder that
+    cannot be read (permission, a broken link, a symbolic-link loop) is a
+    UserError naming it -- never silently left out. (Unreadable entries with an
+    image name are listed, so validation reports them as bad images.)
+    """
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    problems: list[tuple[str, str]] = []
+    seen: dict[tuple[int, int], Path] = {}
+
+    def onerror(exc: OSError) -> None:
+        problems.append((exc.filename or str(folder), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=True):
+        here = Path(dirpath)
+        try:
+            st = here.stat()
+        except OSError as exc:
+            problems.append((dirpath, exc.strerror or str(exc)))
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            problems.append(
+                (dirpath, f"symbolic link loop (the same folder as {seen[st.st_dev, st.st_ino]})")
+            )
+            dirnames[:] = []
+            continue
+        seen[st.st_dev, st.st_ino] = here
         dirnames[:] = sorted(
             d for d in dirnames if not d.startswith(".") and d not in _IGNORED_DIRS
         )
-        found += [Path(dirpath) / f for f in filenames if is_image_file(Path(f))]
+        for f in filenames:
+            if is_image_file(Path(f)):
+                found.append(here / f)
+            elif not f.startswith(".") and not os.path.exists(here / f):
+                reason = "broken symbolic link" if os.path.islink(here / f) else "unreadable"
+                try:
+                    os.stat(here / f)
+                except OSError as exc:
+                    reason = exc.strerror or reason
+                problems.append((str(here / f), reason))
+    if problems:
+        shown = "; ".join(f"{readable(p)}: {r}" for p, r in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UserError(
+            f"cannot read {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} under "
+            f"{readable(folder)}: {shown}{more}; fix or remove them"
+        )
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -145,7 +189,7 @@ def _patient_ids_from_labels_csv(root: Path) -> dict[str, str]:
     csv_path = root / "labels.csv"
     if not csv_path.is_file():
         return {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with _csv_errors(csv_path), open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "patient_id" not in fields or "path" not in fields:
@@ -155,6 +199,19 @@ def _patient_ids_from_labels_csv(root: Path) -> dict[str, str]:
             for row in reader
             if row.get("path") and (row.get("patient_id") or "").strip()
         }
+
+
+@contextlib.contextmanager
+def _csv_errors(csv_path: Path) -> Iterator[None]:
+    """A CSV that is not UTF-8 text or not CSV -> UserError naming it."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{readable(csv_path)}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
+        ) from None
+    except csv.Error as exc:
+        raise UserError(f"{readable(csv_path)}: not a readable CSV file ({exc})") from None
 
 
 # -- imagefolder -----------------------------------------------------------------------
@@ -180,7 +237,14 @@ def load_imagefolder(
     items: list[tuple[Path, str, str]] = []
     empty: list[str] = []
     for sub in sorted(root.iterdir()):
-        if not sub.is_dir() or sub.name.startswith(".") or sub.name in _IGNORED_DIRS:
+        if sub.name.startswith(".") or sub.name in _IGNORED_DIRS:
+            continue
+        if sub.is_symlink() and not sub.exists():
+            raise UserError(
+                f"dataset {dataset!r}: {readable(sub)} is a broken symbolic link "
+                "(or a symbolic-link loop); fix or remove it"
+            )
+        if not sub.is_dir():
             continue
         files = list_images(sub)
         if not files:
@@ -229,7 +293,7 @@ def load_manifest(
         raise UserError(f"dataset 'manifest': CSV not found: {csv_path}")
     base = csv_path.parent
     items: list[tuple[Path, str, str | None]] = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with _csv_errors(csv_path), open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         fields = [c.strip() for c in (reader.fieldnames or [])]
         for col in ("path", "label"):

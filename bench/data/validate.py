@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bench import strict_json
 from bench.atomic import atomic_write_text
 from bench.cache_paths import cache_root
 from bench.data.decode import to_rgb
 from bench.data.imageset import ImageSet
 from bench.errors import BadImagesError, UserError
+from bench.readable import utf8_bytes
 
 CHECK_VERSION = 1  # bump when the checks change so cached verdicts are redone
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
@@ -64,7 +66,7 @@ def fingerprint(relpaths: list[str], digests: list[str], label_names: list[str])
     """SHA-256 over the sorted (relative path, content digest, label) triples."""
     h = hashlib.sha256()
     for rel, dig, lab in sorted(zip(relpaths, digests, label_names)):
-        h.update(f"{rel}\t{dig}\t{lab}\n".encode())
+        h.update(utf8_bytes(f"{rel}\t{dig}\t{lab}\n"))  # (undecodable name bytes kept as-is)
     return h.hexdigest()
 
 
@@ -119,13 +121,25 @@ class _VerdictCache:
         self.path = root / "validated" / f"verdicts-v{CHECK_VERSION}.json"
         self.lock = threading.Lock()
         self.new: dict[str, list[Any]] = {}
+        self.known: dict[str, list[Any]] = self._read()
+
+    def _read(self) -> dict[str, list[Any]]:
+        """The stored verdicts; a damaged index is ignored (the files are checked again)."""
         try:
-            self.known: dict[str, list[Any]] = json.loads(self.path.read_text())
+            known = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.known = {}
+            return {}
+        return known if isinstance(known, dict) else {}
 
     def get(self, digest: str) -> list[Any] | None:
-        return self.known.get(digest)
+        hit = self.known.get(digest)
+        ok = (
+            isinstance(hit, list)
+            and len(hit) == 2
+            and isinstance(hit[0], int)
+            and (hit[1] is None or isinstance(hit[1], str))
+        )
+        return hit if ok else None
 
     def put(self, digest: str, pixels: int, reason: str | None) -> None:
         with self.lock:
@@ -134,14 +148,10 @@ class _VerdictCache:
     def save(self) -> None:
         if not self.new:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # merge with what another process may have written meanwhile
-            merged = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            merged = {}
+        merged = self._read()  # merge with what another process may have written meanwhile
         merged.update(self.known)
         merged.update(self.new)
-        atomic_write_text(self.path, json.dumps(merged, separators=(",", ":")))
+        atomic_write_text(self.path, strict_json.dumps(merged, separators=(",", ":")))
 
 
 def _check_file(path: Path, max_pixels: int, cache: _VerdictCache) -> tuple[str, str | None, bool]:
