@@ -132,7 +132,7 @@ def test_bit_flip_in_training_state_reads_as_empty_with_a_warning(tmp_path):
 def test_resume_from_a_bit_flipped_state_trains_the_fold_again(tmp_path, monkeypatch):
     from test_finetune import register_tiny, run_tiny
 
-    from bench.protocols import finetune as ft
+    from bench.protocols.finetune import training as ft
 
     register_tiny()
     whole = run_tiny(tmp_path / "whole", epochs=3)[0]
