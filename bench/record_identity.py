@@ -23,6 +23,9 @@ from typing import Any
 
 from bench.units import get
 
+# settings that change speed, not results: never part of a row's identity
+SPEED_ONLY = frozenset({"device", "channels_last", "cuda_graph", "eval_batch_size"})
+
 
 def short_fingerprint(dataset: Mapping[str, Any]) -> str:
     """The first 8 hex digits of the dataset fingerprint (``"?"`` when unknown)."""
@@ -45,8 +48,14 @@ def dataset_identity(dataset: Mapping[str, Any]) -> str:
 
 
 def dataset_label(dataset: Mapping[str, Any]) -> str:
-    """``"aria_all_pbs_binary [5d8cad23]"``: the name and the short fingerprint."""
-    return f"{dataset.get('name') or '?'} [{short_fingerprint(dataset)}]"
+    """``"aria_all_pbs_binary (fp 5d8cad23, 3216 images)"``: name, short fingerprint, size.
+
+    The image count tells a balanced subset (same fingerprint, fewer images used)
+    from its parent.
+    """
+    n = dataset.get("n_images")
+    size = f", {n} images" if isinstance(n, int) else ""
+    return f"{dataset.get('name') or '?'} (fp {short_fingerprint(dataset)}{size})"
 
 
 def _protocol_index(cell: Any) -> int | None:
@@ -58,8 +67,9 @@ def cell_options(record: Any, cell: Any) -> dict[str, Any]:
     """The options the record's suite set for ``cell`` (flat, ``group.key`` names).
 
     Classifier options, the backbone's options, the protocol table's ``settings``
-    (fine-tuning) and the augmentation; a run device is left out (it changes speed,
-    not results).
+    (fine-tuning) and the augmentation; :data:`SPEED_ONLY` settings (device,
+    channels_last, cuda_graph, eval_batch_size) are left out: they change speed, not
+    results.
     """
     config = get(get(record, "suite", {}), "config", {}) or {}
     out: dict[str, Any] = {}
@@ -72,7 +82,7 @@ def cell_options(record: Any, cell: Any) -> dict[str, Any]:
     index = _protocol_index(cell)
     if index is not None and index < len(protocols) and isinstance(protocols[index], Mapping):
         for key, value in sorted((protocols[index].get("settings") or {}).items()):
-            if key != "device":
+            if key not in SPEED_ONLY:
                 out[key] = value
     aug = get(cell, "augmentation")
     if aug:
@@ -111,15 +121,10 @@ def record_mismatches(
     problems = []
     ds_b, ds_c = get(baseline, "dataset", {}) or {}, get(candidate, "dataset", {}) or {}
     if ds_b.get("fingerprint") != ds_c.get("fingerprint"):
-        problems.append(
-            f"dataset fingerprint {dataset_label(ds_b)} vs {dataset_label(ds_c)} "
-            f"({ds_b.get('n_images', '?')} vs {ds_c.get('n_images', '?')} images)"
-        )
+        problems.append(f"dataset fingerprint {dataset_label(ds_b)} vs {dataset_label(ds_c)}")
     elif dataset_identity(ds_b) != dataset_identity(ds_c):
         problems.append(
-            f"images used differ on dataset {dataset_label(ds_b)} "
-            f"({ds_b.get('n_images', '?')} vs {ds_c.get('n_images', '?')} images; "
-            "balance or mask)"
+            f"images used differ: {dataset_label(ds_b)} vs {dataset_label(ds_c)} (balance or mask)"
         )
     seeds_b, seeds_c = list(get(baseline, "seeds", [])), list(get(candidate, "seeds", []))
     if seeds_b != seeds_c:

@@ -3,7 +3,8 @@
 * :func:`cell_metrics_over_units` -- a stored cell's ``metrics`` block, intervals over
   source images or patients (records written before units, or to re-check one).
 * :func:`cell_unit_counts` / :func:`cell_unit_text` -- "3480 predictions of 696 source images".
-* :func:`record_unit_text` -- "696 images, 696 units (source image)" for a table caption.
+* :func:`units_clause` / :func:`record_unit_text` -- "696 images, 696 units (source image)"
+  for a table caption; :func:`ci_basis` -- what the stored intervals count.
 
 Units come from :mod:`bench.units`; the maths from :func:`bench.metrics.summarize`.
 """
@@ -87,15 +88,13 @@ def cell_unit_text(cell: Any, dataset: Mapping[str, Any] | None = None) -> str:
     return unit_text(*cell_unit_counts(cell, dataset))
 
 
-def record_unit_text(record: Any) -> str:
-    """``"696 images, 696 units (source image)"`` for a record's caption (Table 1).
+def units_clause(record: Any) -> str:
+    """``"696 units (source image)"``: the independent test units per method of a record.
 
-    Units are the test units per method (a range when methods differ, e.g. k-fold
-    and hold-out); a note follows when the dataset has patients but the record
-    stores no patient ids.
+    A range when methods differ (k-fold and hold-out); a note follows when the
+    dataset has patients but the record stores no patient ids.
     """
     dataset = get(record, "dataset", {}) or {}
-    n_images = dataset.get("n_images", "?")
     cells = [c for c in get(record, "cells", []) if get(c, "folds")]
     counts, units = set(), set()
     for c in cells:
@@ -106,8 +105,27 @@ def record_unit_text(record: Any) -> str:
     shown = "?" if not ordered else str(ordered[0])
     if len(ordered) > 1:
         shown = f"{ordered[0]}-{ordered[-1]}"
-    text = f"{n_images} images, {shown} units ({', '.join(sorted(units)) or UNIT_IMAGE})"
+    text = f"{shown} units ({', '.join(sorted(units)) or UNIT_IMAGE})"
     note = record_sample_units(cells[0], dataset)[2] if cells else None
     if note and UNIT_PATIENT not in units:
         text += f" [{note}]"
     return text
+
+
+def record_unit_text(record: Any) -> str:
+    """``"696 images, 696 units (source image)"`` for a record's caption (Table 1)."""
+    dataset = get(record, "dataset", {}) or {}
+    return f"{dataset.get('n_images', '?')} images, {units_clause(record)}"
+
+
+def ci_basis(record: Any) -> str:
+    """What a record's stored intervals count: ``"over independent units"`` or, for
+    records written before units, ``"over test predictions (record predates units)"``."""
+    cells = [c for c in get(record, "cells", []) if get(c, "folds")]
+    stored = [get(c, "metrics", {}) for c in cells]
+    if stored and all(isinstance(m, Mapping) and "unit" in m for m in stored):
+        kinds = {str(m["unit"]) for m in stored}
+        if kinds == {UNIT_SAMPLE}:
+            return "over test predictions"
+        return "over independent units"
+    return "over test predictions (record predates units)"
