@@ -35,9 +35,9 @@ def get(obj: Any, key: str, default: Any = None) -> Any:
 
 
 def imageset_unit(imageset: Any) -> str:
-    """``"patient"`` when the ImageSet's groups are patient ids, else ``"source image"``."""
-    meta = getattr(imageset, "meta", {}) or {}
-    if meta.get("groups") == "patient_id" and len(set(imageset.groups)) < len(imageset):
+    """``"patient"`` when images share split groups (patient ids: C-NMC, a manifest's
+    ``group`` column), else ``"source image"`` (every image its own group)."""
+    if len(set(imageset.groups)) < len(imageset):
         return UNIT_PATIENT
     return UNIT_IMAGE
 
