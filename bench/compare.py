@@ -1,11 +1,20 @@
 """Compare two result records cell by cell: the regression gate behind ``leukobench compare``.
 
+Records must be comparable -- same dataset (fingerprint, images used, mask), seeds,
+split kinds and fold counts (:func:`bench.record_identity.record_mismatches`) --
+else :class:`UserError` (exit 2) names the mismatch, unless ``force=True``.
+
 A shared cell *regresses* when, on the pooled metric,
 
 - ``baseline - candidate > tolerance`` (absolute drop; status ``DROP``), or
 - the candidate's 95% CI upper bound lies below the baseline's value
   (status ``CI-DROP``; off with ``use_ci=False``), or
 - it completed in the baseline but failed in the candidate (status ``FAILED``).
+
+A cell that completed in the baseline and is absent from the candidate is
+``MISSING``, and an incomplete candidate run is a problem: both fail the gate
+unless ``allow_missing=True``. A candidate with no completed cell, or no cell
+compared at all, always fails.
 
 Cells are matched by cell id, then by (protocol, backbone, classifier, seed, split).
 """
@@ -18,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import UserError
+from bench.record_identity import dataset_label, record_mismatches
 from bench.records import CellRecord, RunRecord
 from bench.render import Table
 from bench.report import METRIC_NAMES, Estimate, as_run_record, cell_estimate, method_label
 
 REGRESSIONS = ("DROP", "CI-DROP", "FAILED")
+MISSING = "MISSING"
 
 
 @dataclass
@@ -31,10 +42,10 @@ class CellDiff:
     label: str
     baseline: Estimate | None
     candidate: Estimate | None
-    status: (
-        str  # ok | better | DROP | CI-DROP | FAILED | only-baseline | only-candidate | failed-both
-    )
+    status: str  # ok | better | DROP | CI-DROP | FAILED | MISSING | only-baseline |
+    # only-candidate | failed-both
     leaky: bool = False
+    gating: bool = True  # False: listed but never fails the gate (MISSING with allow_missing)
 
     @property
     def delta(self) -> float | None:
@@ -46,7 +57,7 @@ class CellDiff:
 
     @property
     def regressed(self) -> bool:
-        return self.status in REGRESSIONS
+        return self.gating and self.status in (*REGRESSIONS, MISSING)
 
 
 @dataclass
@@ -56,6 +67,9 @@ class Comparison:
     baseline_id: str
     candidate_id: str
     diffs: list[CellDiff] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # run-level failures (incomplete, empty)
+    notes: list[str] = field(default_factory=list)  # listed, never failing (forced mismatches)
+    dataset: str = "?"
 
     @property
     def regressions(self) -> list[CellDiff]:
@@ -63,7 +77,7 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        return 1 if self.regressions or self.problems else 0
 
 
 def _key(cell: CellRecord) -> tuple:
@@ -79,9 +93,16 @@ def _key(cell: CellRecord) -> tuple:
     )
 
 
-def _label(cell: CellRecord) -> str:
-    """``backbone + method, split, seed s`` (the method name from the cell's protocol)."""
-    return f"{cell.backbone} + {method_label(cell)}, {cell.split.label}, seed {cell.seed}"
+def _label(cell: CellRecord, other: CellRecord | None = None) -> str:
+    """``backbone + method, split, seed s`` (the method name from the cell's protocol).
+
+    The split is the folds the cell used; with ``other`` (the candidate) on another
+    split, both: ``grouped 5-fold / candidate grouped 2-fold``.
+    """
+    split = cell.split.label
+    if other is not None and other.split.label != split:
+        split += f" / candidate {other.split.label}"
+    return f"{cell.backbone} + {method_label(cell)}, {split}, seed {cell.seed}"
 
 
 def match_cells(
@@ -122,39 +143,74 @@ def compare_records(
     metric: str = "accuracy",
     tolerance: float = 0.01,
     use_ci: bool = True,
+    allow_missing: bool = False,
+    force: bool = False,
 ) -> Comparison:
-    """Per-cell differences of ``metric`` (pooled) between two records."""
+    """Per-cell differences of ``metric`` (pooled) between two records.
+
+    Raises :class:`UserError` when the records are not comparable (dataset, seeds,
+    splits, folds), unless ``force``; then the mismatches are listed in the notes.
+    """
     if metric not in METRIC_NAMES:
         raise UserError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_NAMES)}")
     if tolerance < 0:
         raise UserError(f"--tolerance must be >= 0 (got {tolerance})")
     baseline, candidate = as_run_record(baseline), as_run_record(candidate)
     out = Comparison(metric, tolerance, baseline.run_id, candidate.run_id)
+    out.dataset = dataset_label(baseline.dataset)
     pairs, only_base, only_cand = match_cells(baseline, candidate)
+    mismatches = record_mismatches(baseline, candidate, pairs)
+    if mismatches and not force:
+        where = f" ({candidate.path})" if candidate.path else ""
+        raise UserError(
+            f"candidate {candidate.run_id}{where} is not comparable with baseline "
+            f"{baseline.run_id}: {'; '.join(mismatches)} "
+            "(compare runs of one suite on one dataset, or pass --force)"
+        )
+    out.notes += [f"FORCED despite {m}" for m in mismatches]
     for b, c in pairs:
         key = str(b.id or _key(b))
         leaky = b.leaky or c.leaky
+        label = _label(b, c)
         if not b.complete:
             status = "failed-both" if not c.complete else "ok"
             eb = None
             ec = cell_estimate(c, metric) if c.complete else None
-            out.diffs.append(CellDiff(key, _label(b), eb, ec, status, leaky))
+            out.diffs.append(CellDiff(key, label, eb, ec, status, leaky))
             continue
         eb = cell_estimate(b, metric)
         if not c.complete:
-            out.diffs.append(CellDiff(key, _label(b), eb, None, "FAILED", leaky))
+            out.diffs.append(CellDiff(key, label, eb, None, "FAILED", leaky))
             continue
         ec = cell_estimate(c, metric)
-        out.diffs.append(
-            CellDiff(key, _label(b), eb, ec, _status(eb, ec, tolerance, use_ci), leaky)
-        )
+        out.diffs.append(CellDiff(key, label, eb, ec, _status(eb, ec, tolerance, use_ci), leaky))
     for b in only_base:
         est = cell_estimate(b, metric) if b.complete else None
-        out.diffs.append(CellDiff(str(b.id), _label(b), est, None, "only-baseline", b.leaky))
+        status = MISSING if b.complete else "only-baseline"
+        out.diffs.append(
+            CellDiff(str(b.id), _label(b), est, None, status, b.leaky, gating=not allow_missing)
+        )
     for c in only_cand:
         est = cell_estimate(c, metric) if c.complete else None
         out.diffs.append(CellDiff(str(c.id), _label(c), None, est, "only-candidate", c.leaky))
+    out.problems += _run_problems(candidate, out, allow_missing)
     return out
+
+
+def _run_problems(candidate: RunRecord, cmp: Comparison, allow_missing: bool) -> list[str]:
+    """Run-level reasons to fail: no completed cell, nothing compared, an incomplete run."""
+    problems = []
+    if not candidate.complete_cells():
+        problems.append(f"candidate {candidate.run_id} has no completed cell")
+    elif not any(d.baseline is not None and d.candidate is not None for d in cmp.diffs):
+        problems.append("no cell was compared: none completed in both records")
+    if candidate.status != "complete" and not allow_missing:
+        failed = len(candidate.failed_cells())
+        problems.append(
+            f"candidate run {candidate.run_id} is {candidate.status or 'incomplete'} "
+            f"({failed} cell(s) not complete; --allow-missing accepts it)"
+        )
+    return problems
 
 
 def _status(base: Estimate, cand: Estimate, tolerance: float, use_ci: bool) -> str:
@@ -199,6 +255,8 @@ def comparison_table(cmp: Comparison) -> Table:
         )
         styles.append("bold red" if d.regressed else ("green" if d.status == "better" else None))
     verdict = f"{len(cmp.regressions)} regression(s)" if cmp.regressions else "no regression"
+    if cmp.problems:
+        verdict = f"FAILED: {'; '.join(cmp.problems)}; {verdict}"
     return Table(
         key="compare",
         title=f"{name}: {cmp.candidate_id} vs baseline {cmp.baseline_id}",
@@ -206,9 +264,12 @@ def comparison_table(cmp: Comparison) -> Table:
         rows=rows,
         data=data,
         caption=(
-            f"{verdict}; tolerance {cmp.tolerance * 100:g} pp absolute on the pooled {cmp.metric}. "
-            "DROP: fell by more than the tolerance; CI-DROP: candidate's 95% CI upper bound "
-            "below the baseline value; FAILED: completed in the baseline, failed in the candidate."
+            f"{verdict}; dataset {cmp.dataset}; tolerance {cmp.tolerance * 100:g} pp absolute "
+            f"on the pooled {cmp.metric}. DROP: fell by more than the tolerance; CI-DROP: "
+            "candidate's 95% CI upper bound below the baseline value; FAILED: completed in the "
+            "baseline, failed in the candidate; MISSING: completed in the baseline, absent from "
+            "the candidate (fails unless --allow-missing)."
+            + "".join(f" {note}." for note in cmp.notes)
         ),
         styles=styles,
     )

@@ -1,9 +1,17 @@
 """Leaderboard over a directory of result records.
 
-One row per (dataset, backbone, method, split kind): the best run by the chosen
+One row per (dataset, backbone, method, options, split): the best run by the chosen
 metric (or the latest run with ``latest=True``). Within a run, seeds are
 aggregated as in Table 1. Failed cells are skipped; unreadable files produce a
 warning, not a crash.
+
+- Datasets are told apart by what was evaluated (fingerprint, images used, mask:
+  :func:`bench.record_identity.dataset_identity`), never by name alone; rows show
+  ``name (fp 5d8cad23, 3216 images)``.
+- Options a suite set (classifier, backbone, fine-tuning settings, augmentation)
+  are part of the row key and shown; ``-`` means the defaults ran.
+- Rows of LEAKY splits are never ranked with leakage-safe rows: left out unless
+  ``include_leaky``, then in their own table.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.record_identity import cell_options, dataset_identity, dataset_label, options_text
+from bench.record_stats import cell_unit_counts
 from bench.records import RecordError, RunRecord, read_run_record
 from bench.render import Table, render_text
 from bench.report import (
@@ -25,11 +35,12 @@ from bench.report import (
     methods,
 )
 from bench.results import atomic_write_text
+from bench.units import PLURAL
 
 
 @dataclass
 class Entry:
-    dataset: str
+    dataset: str  # "name (fp 5d8cad23, 3216 images)"
     backbone: str
     method: str  # classifier label, or "fine-tuned"
     protocol: str
@@ -41,10 +52,33 @@ class Entry:
     pretrained: bool
     date: str
     run_id: str
+    dataset_name: str = "?"
+    dataset_key: str = "?"
+    options: str = "-"
+    n_units: int = 0
+    unit: str = "sample"
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        return (self.dataset, self.backbone, self.protocol, self.method, self.split_text)
+    def key(self) -> tuple[str, ...]:
+        return (
+            self.dataset_key,
+            self.backbone,
+            self.protocol,
+            self.method,
+            self.options,
+            self.split_text,
+        )
+
+    @property
+    def units_text(self) -> str:
+        return f"{self.n_units} {PLURAL.get(self.unit, self.unit)}"
+
+    def matches(self, dataset: str) -> bool:
+        """``--dataset``: the name, the ``name (fp ...)`` label, or a fingerprint prefix."""
+        fp = self.dataset.rsplit("(fp ", 1)[-1].split(",")[0].rstrip(")")
+        return dataset in (self.dataset_name, self.dataset) or (
+            len(dataset) >= 4 and fp.startswith(dataset[:8])
+        )
 
 
 def collect(results_dir: Path) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
@@ -87,20 +121,26 @@ def entries(
             est = m.estimate(metric)
             if est.mean is None:
                 continue
+            n, n_units, unit = cell_unit_counts(m.cells[0], ds)
             out.append(
                 Entry(
-                    dataset=str(ds.get("name", "?")),
+                    dataset=dataset_label(ds),
                     backbone=m.backbone,
                     method=m.method,
                     protocol=m.protocol,
                     split_kind=m.split.kind,
                     split_text=m.split_text,
                     estimate=est,
-                    n=m.n_evaluated(),
+                    n=n,
                     leaky=m.leaky,
                     pretrained=m.pretrained,
                     date=date,
                     run_id=record.run_id,
+                    dataset_name=str(ds.get("name", "?")),
+                    dataset_key=dataset_identity(ds),
+                    options=options_text(cell_options(record, m.cells[0])),
+                    n_units=n_units,
+                    unit=unit,
                 )
             )
     return out
@@ -112,7 +152,7 @@ def select(
     """Best (or latest) entry per key, sorted by dataset then metric (descending)."""
     chosen: dict[tuple, Entry] = {}
     for e in all_entries:
-        if dataset and e.dataset != dataset:
+        if dataset and not e.matches(dataset):
             continue
         old = chosen.get(e.key)
         if old is None:
@@ -125,7 +165,10 @@ def select(
     return sorted(chosen.values(), key=lambda e: (e.dataset, -(e.estimate.mean or 0.0), e.key))
 
 
-def leaderboard_table(rows: list[Entry], metric: str = "accuracy", latest: bool = False) -> Table:
+def leaderboard_table(
+    rows: list[Entry], metric: str = "accuracy", latest: bool = False, leaky: bool = False
+) -> Table:
+    """One ranked table; ``leaky=True`` for the LEAKY section (its own ranking)."""
     name = METRIC_NAMES[metric]
     percent = metric not in ("mcc", "roc_auc")
     table_rows, data, styles = [], [], []
@@ -134,11 +177,12 @@ def leaderboard_table(rows: list[Entry], metric: str = "accuracy", latest: bool 
             [
                 e.dataset,
                 e.backbone,
-                e.method,
+                e.method + (" [LEAKY]" if e.leaky else ""),
+                e.options,
                 e.split_text,
                 e.estimate.fmt(percent=percent),
                 str(e.n),
-                "LEAKY" if e.leaky else "no",
+                e.units_text,
                 "yes" if e.pretrained else "NO",
                 e.date[:10],
                 e.run_id,
@@ -146,14 +190,19 @@ def leaderboard_table(rows: list[Entry], metric: str = "accuracy", latest: bool 
         )
         data.append(
             {
-                "dataset": e.dataset,
+                "dataset": e.dataset_name,
+                "dataset_label": e.dataset,
+                "dataset_key": e.dataset_key,
                 "backbone": e.backbone,
                 "method": e.method,
                 "protocol": e.protocol,
+                "options": e.options,
                 "split": e.split_text,
                 "split_kind": e.split_kind,
                 metric: e.estimate.as_dict(),
                 "n": e.n,
+                "n_units": e.n_units,
+                "unit": e.unit,
                 "leaky": e.leaky,
                 "pretrained": e.pretrained,
                 "date": e.date,
@@ -167,27 +216,38 @@ def leaderboard_table(rows: list[Entry], metric: str = "accuracy", latest: bool 
     if any(not e.pretrained for e in rows):
         notes.append(NOT_PRETRAINED_NOTE)
     unit = " (%)" if percent else ""
+    caption = (
+        f"{'Latest' if latest else 'Best'} run per (dataset, backbone, method, options, split); "
+        f"{name.lower()} pooled over folds (mean over seeds when several) with its 95% CI over "
+        "independent units; n = test predictions; Units = the independent units among them "
+        "(source images or patients); Options = set by the suite ('-': the defaults); "
+        "Dataset = name (fp: first 8 hex digits of its fingerprint, images used)."
+    )
+    if leaky:
+        caption = (
+            "LEAKY splits, ranked only among themselves: augmented copies of one image on both "
+            "sides of the split inflate these numbers; never compare them with the "
+            "leakage-safe table. " + caption
+        )
     return Table(
-        key="leaderboard",
-        title=f"Leaderboard - {name}",
+        key="leaderboard-leaky" if leaky else "leaderboard",
+        title=f"Leaderboard - {name}" + (" - LEAKY splits (not comparable)" if leaky else ""),
         headers=[
             "Dataset",
             "Backbone",
             "Method",
+            "Options",
             "Split",
             f"{name}{unit} [95% CI]",
             "n",
-            "Leaky",
+            "Units",
             "Pretrained",
             "Date",
             "Run",
         ],
         rows=table_rows,
         data=data,
-        caption=(
-            f"{'Latest' if latest else 'Best'} run per (dataset, backbone, method, split); "
-            f"{name.lower()} pooled over folds (mean over seeds when several); n = test predictions."
-        ),
+        caption=caption,
         footnotes=notes,
         styles=styles,
     )
@@ -199,17 +259,34 @@ def build(
     dataset: str | None = None,
     latest: bool = False,
     include_synthetic: bool = False,
-) -> tuple[Table, list[str]]:
-    """The leaderboard table for ``results_dir`` and the warnings met on the way."""
+    include_leaky: bool = False,
+) -> tuple[list[Table], list[str]]:
+    """The leaderboard tables for ``results_dir`` and the warnings met on the way.
+
+    The first table ranks leakage-safe rows; with ``include_leaky`` a second one ranks
+    the LEAKY rows among themselves. Without it, leaky rows are left out (a footnote
+    counts them).
+    """
     if metric not in METRIC_NAMES:
         raise UserError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_NAMES)}")
     records, warnings = collect(results_dir)
     found = entries((r for _, r in records), metric, include_synthetic=include_synthetic)
     rows = select(found, latest=latest, dataset=dataset)
-    return leaderboard_table(rows, metric, latest), warnings
+    safe = [e for e in rows if not e.leaky]
+    leaky = [e for e in rows if e.leaky]
+    tables = [leaderboard_table(safe, metric, latest)]
+    if include_leaky and leaky:
+        tables.append(leaderboard_table(leaky, metric, latest, leaky=True))
+    elif leaky:
+        tables[0].footnotes.append(
+            f"{len(leaky)} row(s) of LEAKY splits left out: they are never ranked with "
+            "leakage-safe rows (--include-leaky lists them in their own table)."
+        )
+    return tables, warnings
 
 
-def write_markdown(table: Table, path: Path) -> Path:
+def write_markdown(tables: Table | list[Table], path: Path) -> Path:
     """Atomically write the leaderboard as Markdown (generated-file banner on top)."""
+    tables = [tables] if isinstance(tables, Table) else list(tables)
     banner = "<!-- generated by `leukobench leaderboard`; do not edit by hand -->\n\n"
-    return atomic_write_text(Path(path), banner + render_text([table], "md"))
+    return atomic_write_text(Path(path), banner + render_text(tables, "md"))

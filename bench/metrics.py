@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from bench.stats import percentile_interval, wilson_interval
+from bench.stats import all_distinct, clustered_wilson, percentile_interval, wilson_interval
+from bench.units import UNIT_SAMPLE
 
 BINARY_KEYS = (
     "precision",
@@ -249,6 +250,22 @@ def wilson_counts(c: np.ndarray, positive_index: int | None) -> dict[str, tuple[
     return counts
 
 
+def unit_wilson_counts(
+    c_units: np.ndarray, positive_index: int | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`wilson_counts` per unit: ``{metric: (successes[u], trials[u])}`` of (K, k, k)."""
+    c = np.asarray(c_units)
+    counts = {"accuracy": (np.trace(c, axis1=-2, axis2=-1), c.sum(axis=(-1, -2)))}
+    if positive_index is not None:
+        neg = 1 - positive_index
+        tp, fn = c[:, positive_index, positive_index], c[:, positive_index, neg]
+        fp, tn = c[:, neg, positive_index], c[:, neg, neg]
+        counts["precision"] = (tp, tp + fp)
+        counts["recall"] = (tp, tp + fn)
+        counts["specificity"] = (tn, tn + fp)
+    return counts
+
+
 def summarize(
     folds: Sequence[Any],
     *,
@@ -256,6 +273,8 @@ def summarize(
     positive_index: int | None,
     seed: int = 0,
     n_boot: int = 1000,
+    units: Sequence[Any] | np.ndarray | None = None,
+    unit: str | None = None,
 ) -> dict[str, Any]:
     """The ``metrics`` block of a result cell (docs/results.md).
 
@@ -263,8 +282,15 @@ def summarize(
     ``y_pred``, ``score``). Returns ``pooled`` (metrics of all test
     predictions together), ``mean`` and ``std`` (across folds, nan-skipping,
     ddof=1), ``ci`` (95%: Wilson for the pooled proportions accuracy /
-    precision / recall / specificity, seeded percentile bootstrap over pooled
-    test samples for the rest), ``per_class`` and ``confusion``.
+    precision / recall / specificity, seeded percentile bootstrap for the rest),
+    ``unit``, ``n_units``, ``n_predictions``, ``per_class`` and ``confusion``.
+
+    ``units`` gives the independent unit (source image or patient id) of each
+    pooled test prediction, in fold order (:func:`bench.units.pooled_units`);
+    ``unit`` names its kind. Intervals are then computed over units: Wilson
+    with a clustered effective sample size (:func:`bench.stats.clustered_wilson`)
+    and a bootstrap that resamples units. Without ``units`` every prediction is
+    its own unit (``unit = "sample"``). Point metrics never depend on ``units``.
     """
     y_true = np.concatenate([np.asarray(_get(f, "y_true"), dtype=np.int64) for f in folds])
     y_pred = np.concatenate([np.asarray(_get(f, "y_pred"), dtype=np.int64) for f in folds])
@@ -282,23 +308,47 @@ def summarize(
         std = np.nanstd(table, axis=0, ddof=1)
     std = np.where(finite > 1, std, np.nan)
     c = confusion_matrix(y_true, y_pred, n_classes)
+    if units is not None and len(units) != y_true.size:
+        raise ValueError(f"summarize: {len(units)} units for {y_true.size} pooled test predictions")
+    clustered = not all_distinct(units)
+    inverse = np.unique(np.asarray(units), return_inverse=True)[1] if clustered else None
     ci: dict[str, list[float]] = {}
-    wilson = wilson_counts(c, positive_index)
-    boot = _bootstrap(y_true, y_pred, score, n_classes, positive_index, seed, n_boot)
+    if clustered:
+        c_units = _unit_confusion(inverse, y_true, y_pred, n_classes)
+        wilson = {
+            k: clustered_wilson(*v) for k, v in unit_wilson_counts(c_units, positive_index).items()
+        }
+        boot = cluster_bootstrap(
+            inverse, c_units, y_true, score, n_classes, positive_index, seed, n_boot
+        )
+    else:
+        wilson = {k: wilson_interval(*v) for k, v in wilson_counts(c, positive_index).items()}
+        boot = _bootstrap(y_true, y_pred, score, n_classes, positive_index, seed, n_boot)
     for key in keys:
-        if key in wilson:
-            lo, hi = wilson_interval(*wilson[key])
-        else:
-            lo, hi = percentile_interval(boot[key])
+        lo, hi = wilson[key] if key in wilson else percentile_interval(boot[key])
         ci[key] = [lo, hi]
+    n_units = int(inverse.max() + 1) if clustered and inverse.size else int(y_true.size)
     return {
         "pooled": pooled,
         "mean": {k: float(v) for k, v in zip(keys, mean, strict=True)},
         "std": {k: float(v) for k, v in zip(keys, std, strict=True)},
         "ci": ci,
+        "unit": (unit or "unit") if units is not None else UNIT_SAMPLE,
+        "n_units": n_units,
+        "n_predictions": int(y_true.size),
         "per_class": per_class_table(c),
         "confusion": c.tolist(),
     }
+
+
+def _unit_confusion(
+    inverse: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """(K, k, k) confusion matrix of each unit's predictions."""
+    k_units = int(inverse.max()) + 1 if inverse.size else 0
+    code = (inverse * n_classes + y_true) * n_classes + y_pred
+    flat = np.bincount(code, minlength=k_units * n_classes * n_classes)
+    return flat.reshape(k_units, n_classes, n_classes)
 
 
 def _bootstrap(
@@ -332,6 +382,77 @@ def _bootstrap(
                     for i in idx
                 ]
             )
+        for key, v in values.items():
+            out.setdefault(key, []).append(np.asarray(v, dtype=float))
+    return {key: np.concatenate(v) for key, v in out.items()}
+
+
+def weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC (ties count half) of one labelling and score under (B, n) sample weights.
+
+    With unit weights this is :func:`_binary_auc`; a bootstrap over units gives each
+    prediction its unit's draw count as weight.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    order = np.argsort(np.asarray(score, dtype=float), kind="stable")
+    s, pos = np.asarray(score, dtype=float)[order], positive[order]
+    w = np.atleast_2d(weights)[:, order].astype(float)
+    new_level = np.r_[True, s[1:] != s[:-1]]
+    level = np.cumsum(new_level) - 1
+    first = np.flatnonzero(new_level)
+    last = np.r_[first[1:], s.size]
+    w_neg = np.where(pos, 0.0, w)
+    cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w_neg, axis=1)], axis=1)
+    below = cum[:, first[level]]
+    tied = cum[:, last[level]] - below
+    w_pos = np.where(pos, w, 0.0)
+    u = np.sum(w_pos * (below + 0.5 * tied), axis=1)
+    return _div(u, w_pos.sum(axis=1) * w_neg.sum(axis=1))
+
+
+def cluster_bootstrap(
+    inverse: np.ndarray,
+    c_units: np.ndarray,
+    y_true: np.ndarray,
+    score: np.ndarray | None,
+    n_classes: int,
+    positive_index: int | None,
+    seed: int,
+    n_boot: int,
+) -> dict[str, np.ndarray]:
+    """Every metric on ``n_boot`` seeded resamples of *units* (all of a unit's predictions).
+
+    ``inverse[i]`` is the unit index of prediction ``i``; ``c_units`` the (K, k, k)
+    per-unit confusion matrices. A resample is a draw count per unit, so its
+    confusion matrix is ``counts @ c_units`` and its AUC a weighted one.
+    """
+    k_units = c_units.shape[0]
+    if k_units == 0 or n_boot <= 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    flat_units = c_units.reshape(k_units, -1).astype(float)
+    out: dict[str, list[np.ndarray]] = {}
+    chunk = max(1, 2_000_000 // max(y_true.size, k_units))
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        draws = rng.integers(0, k_units, (b, k_units))
+        counts = np.bincount(
+            (np.arange(b)[:, None] * k_units + draws).ravel(), minlength=b * k_units
+        ).reshape(b, k_units)
+        c = (counts @ flat_units).reshape(b, n_classes, n_classes)
+        values = metrics_from_confusion(c, positive_index)
+        weights = counts[:, inverse]
+        if score is None:
+            values["roc_auc"] = np.full(b, np.nan)
+        elif positive_index is not None and score.ndim == 1:
+            values["roc_auc"] = weighted_auc(y_true == positive_index, score, weights)
+        elif score.ndim == 2 and score.shape[1] == n_classes:
+            per_class = np.stack(
+                [weighted_auc(y_true == k, score[:, k], weights) for k in range(n_classes)], -1
+            )
+            values["roc_auc"] = _nanmean(per_class, axis=-1)
+        else:
+            values["roc_auc"] = np.full(b, np.nan)
         for key, v in values.items():
             out.setdefault(key, []).append(np.asarray(v, dtype=float))
     return {key: np.concatenate(v) for key, v in out.items()}

@@ -69,8 +69,9 @@ def test_improvement_and_one_sided_cells(baseline):
     status = {d.key: d.status for d in cmp.diffs}
     assert status[better["id"]] == "better"
     assert status[extra["id"]] == "only-candidate"
-    assert status[dropped_id] == "only-baseline"
-    assert cmp.exit_code == 0
+    assert status[dropped_id] == "MISSING"  # completed in the baseline: fails the gate
+    assert cmp.exit_code == 1
+    assert compare_records(baseline, cand, allow_missing=True).exit_code == 0
 
 
 def test_failed_candidate_cell_is_a_regression(baseline):

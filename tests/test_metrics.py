@@ -99,7 +99,18 @@ def _folds(seed: int = 0, k: int = 5):
 def test_summarize_pooled_mean_std_ci():
     folds, (y, pred, score) = _folds()
     s = summarize(folds, n_classes=2, positive_index=1, seed=0, n_boot=300)
-    assert set(s) == {"pooled", "mean", "std", "ci", "per_class", "confusion"}
+    assert set(s) == {
+        "pooled",
+        "mean",
+        "std",
+        "ci",
+        "unit",
+        "n_units",
+        "n_predictions",
+        "per_class",
+        "confusion",
+    }
+    assert (s["unit"], s["n_units"], s["n_predictions"]) == ("sample", 250, 250)
     assert s["pooled"]["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     accs = [skm.accuracy_score(f.y_true, f.y_pred) for f in folds]
     assert s["mean"]["accuracy"] == pytest.approx(np.mean(accs))

@@ -105,5 +105,5 @@ def test_compare_methods_on_cells():
 def test_compare_methods_refuses_different_folds():
     a = _cell([[0, 1]], [[0, 1]], [[0, 1]])
     b = _cell([[0, 1]], [[0, 1]], [[2, 3]])
-    with pytest.raises(UserError, match="folds or labels differ"):
+    with pytest.raises(UserError, match="folds differ"):
         compare_methods(a, b)

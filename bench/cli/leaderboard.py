@@ -1,4 +1,7 @@
-"""``leukobench leaderboard``: best (or latest) run per dataset/backbone/method/split."""
+"""``leukobench leaderboard``: best (or latest) run per dataset/backbone/method/options/split.
+
+LEAKY rows are left out unless ``--include-leaky`` (then ranked in their own table).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from bench.cli.common import make_console, output_file
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "leaderboard",
-        help="best run per (dataset, backbone, method, split) from a results directory",
+        help="best run per (dataset, backbone, method, options, split) from a results directory",
+        description=(
+            "One row per dataset (told apart by fingerprint, not name), backbone, method, "
+            "suite-set options and split. LEAKY splits are never ranked with leakage-safe "
+            "ones: left out unless --include-leaky, which lists them in their own table."
+        ),
     )
     p.add_argument(
         "results_dir",
@@ -27,12 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="accuracy",
         help="ranking metric (default accuracy): precision, recall, accuracy, specificity, f1, mcc, roc_auc, balanced_accuracy",
     )
-    p.add_argument("--dataset", metavar="NAME", help="only this dataset")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="only this dataset (name, or fingerprint prefix)"
+    )
     p.add_argument("--latest", action="store_true", help="latest run per row instead of the best")
     p.add_argument(
         "--include-synthetic",
         action="store_true",
         help="also list runs on synthetic data (smoke tests, never claims)",
+    )
+    p.add_argument(
+        "--include-leaky",
+        action="store_true",
+        help="also list LEAKY splits, in their own table (never ranked with the others)",
     )
     p.add_argument("--out", type=output_file, metavar="LEADERBOARD.md", help="write Markdown here")
     p.set_defaults(func=run)
@@ -42,19 +57,25 @@ def run(args: argparse.Namespace) -> int:
     from bench.leaderboard import build, write_markdown
     from bench.render import render_rich
 
-    table, warnings = build(
-        args.results_dir, args.metric, args.dataset, args.latest, args.include_synthetic
+    tables, warnings = build(
+        args.results_dir,
+        args.metric,
+        args.dataset,
+        args.latest,
+        args.include_synthetic,
+        args.include_leaky,
     )
     for warning in warnings:
         print(f"leukobench: warning: {warning}", file=sys.stderr)
-    if not table.rows:
+    n_rows = sum(len(t.rows) for t in tables)
+    if not n_rows:
         print(
             f"leukobench: no complete cells in result records under {args.results_dir}",
             file=sys.stderr,
         )
     if args.out:
-        write_markdown(table, args.out)
-        print(f"wrote {args.out} ({len(table.rows)} row(s))", file=sys.stderr)
+        write_markdown(tables, args.out)
+        print(f"wrote {args.out} ({n_rows} row(s))", file=sys.stderr)
     else:
-        render_rich([table], make_console())
+        render_rich(tables, make_console())
     return 0

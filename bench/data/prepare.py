@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.data.imageset import ImageSet
 from bench.errors import UserError
+from bench.units import dataset_unit_info
 
 if TYPE_CHECKING:
     from bench.registry import Registry
@@ -94,6 +95,7 @@ def prepare_data(
         "positive": imageset.positive,
         "class_counts": imageset.class_counts(),
         "n_groups": len(set(imageset.groups)),
+        **dataset_unit_info(imageset),  # "unit"; "groups" (patient ids) when there are patients
         "synthetic": bool(imageset.meta.get("synthetic")),
         "paths": [imageset.relpath(i) for i in range(len(imageset))],
         "excluded": [{"path": p, "reason": r} for p, r in report.excluded],

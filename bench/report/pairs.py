@@ -31,7 +31,7 @@ def compare_methods(record: RunRecord | Mapping[str, Any]) -> Table:
             if a.seed != b.seed:
                 continue
             try:
-                out = stats.compare_methods(a.to_json(), b.to_json())
+                out = stats.compare_methods(a, b, record.dataset)
             except UserError:
                 continue  # not the same folds: a paired test would be meaningless
             mc, tt = out["mcnemar"], out["corrected_ttest"]
@@ -46,6 +46,9 @@ def compare_methods(record: RunRecord | Mapping[str, Any]) -> Table:
                 "ttest_t": float(tt["t"]),
                 "ttest_p": float(tt["p_value"]),
                 "folds": int(tt["n_folds"]),
+                "unit": out["unit"],
+                "n_units": out["n_units"],
+                "mcnemar_method": mc["method"],
             }
             data.append(row)
             rows.append(
@@ -78,11 +81,24 @@ def compare_methods(record: RunRecord | Mapping[str, Any]) -> Table:
         rows=rows,
         data=data,
         caption=(
-            "Pairs evaluated on identical folds. McNemar: pooled predictions; corrected t: "
-            "Nadeau-Bengio over fold accuracies (k-fold only). p-values are not adjusted "
-            "for multiple comparisons."
+            "Pairs evaluated on identical folds. Both tests count independent units "
+            f"({_units(data)}): McNemar on paired predictions (clustered over units when a "
+            "unit holds several); corrected t: Nadeau-Bengio over fold accuracies (k-fold "
+            "only). p-values are not adjusted for multiple comparisons."
         ),
     )
+
+
+def _units(data: list[dict[str, Any]]) -> str:
+    """``"696 source images"`` (or a range) over the table's pairs."""
+    from bench.units import PLURAL
+
+    counts = sorted({int(d["n_units"]) for d in data})
+    kinds = sorted({PLURAL.get(str(d["unit"]), str(d["unit"])) for d in data})
+    if not counts:
+        return "none compared"
+    shown = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{shown} {', '.join(kinds)}"
 
 
 def _p(p: float) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bench.errors import UserError
+from bench.record_stats import cell_unit_counts, ci_basis, units_clause
 from bench.records import RunRecord
 from bench.render import Table
 from bench.report.estimates import (
@@ -30,7 +31,9 @@ from bench.report.methods import Method, as_run_record, methods
 
 def _caption(record: RunRecord, ms: list[Method]) -> str:
     ds = record.dataset
-    parts = [f"Dataset {ds.get('name', '?')} (n={ds.get('n_images', '?')} images"]
+    parts = [
+        f"Dataset {ds.get('name', '?')} (n={ds.get('n_images', '?')} images, {units_clause(record)}"
+    ]
     counts = sorted({m.n_evaluated() for m in ms} - {0, None})
     if counts and counts != [ds.get("n_images")]:
         shown = (
@@ -50,7 +53,11 @@ def _caption(record: RunRecord, ms: list[Method]) -> str:
     parts.append(f"seeds: {', '.join(str(s) for s in record.seeds) or '-'}")
     parts.append(f"run {record.run_id}")
     multi_seed = any(len(m.cells) > 1 for m in ms)
-    how = "mean over seeds [95% t-interval]" if multi_seed else "pooled over folds [95% CI]"
+    how = (
+        "mean over seeds [95% t-interval]"
+        if multi_seed
+        else f"pooled over folds [95% CI {ci_basis(record)}]"
+    )
     parts.append(f"values in %: {how}")
     if record.status == "incomplete":
         parts.append(f"INCOMPLETE run: {len(record.failed_cells())} cell(s) failed or missing")
@@ -112,6 +119,8 @@ def table1(record: RunRecord | Mapping[str, Any], extra: Iterable[str] = ()) -> 
                 "pretrained": m.pretrained,
                 "seeds": m.seeds,
                 "n": m.n_evaluated(),
+                "n_units": cell_unit_counts(m.cells[0], record.dataset)[1],
+                "unit": cell_unit_counts(m.cells[0], record.dataset)[2],
                 "metrics": {name: est.as_dict() for name, est in ests.items()},
             }
         )

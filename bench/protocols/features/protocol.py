@@ -170,11 +170,13 @@ class FeaturesProtocol(Protocol):
         from bench.metrics import summarize
         from bench.protocols.cells import base_cell, fold_records, model_entry
         from bench.protocols.features.fits import save_pipeline
+        from bench.units import pooled_units, sample_units
 
         imageset = ctx.data.imageset
         n_classes, positive = len(imageset.classes), imageset.positive_index
         samples = ctx.samples(table["augment"], seed)
         _, split = ctx.splits(samples, table, seed)
+        units, unit = sample_units(samples)  # intervals over source images or patients
         out = []
         for cell in cells:
             fit = results[f"fit|{cell.id}"]
@@ -193,7 +195,12 @@ class FeaturesProtocol(Protocol):
             rec.predictions_from_cache = fit["from_cache"]
             rec.folds = fold_records(fit["folds"], n_classes, positive)
             rec.metrics = summarize(
-                fit["folds"], n_classes=n_classes, positive_index=positive, seed=seed
+                fit["folds"],
+                n_classes=n_classes,
+                positive_index=positive,
+                seed=seed,
+                units=pooled_units(fit["folds"], units),
+                unit=unit,
             )
             if table["save_model"]:
                 X = results[f"p{index}|seed={seed}|extract|{cell.backbone}"]

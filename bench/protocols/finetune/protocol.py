@@ -177,12 +177,14 @@ class FinetuneProtocol(Protocol):
         from bench.metrics import summarize
         from bench.protocols.cells import base_cell, fold_records
         from bench.results import compact_history
+        from bench.units import pooled_units, sample_units
 
         imageset = ctx.data.imageset
         n_classes, positive = len(imageset.classes), imageset.positive_index
         settings = self.fine_settings(ctx, table)
         samples = self._samples(ctx, table, seed)
         splits, split = ctx.splits(samples, table, seed)
+        units, unit = sample_units(samples)  # intervals over source images or patients
         out = []
         for cell in cells:
             folds = [results[f"train|{cell.id}|fold={k}"] for k in range(len(splits))]
@@ -198,7 +200,14 @@ class FinetuneProtocol(Protocol):
                 ),
             )
             rec.folds = fold_records(folds, n_classes, positive)
-            rec.metrics = summarize(folds, n_classes=n_classes, positive_index=positive, seed=seed)
+            rec.metrics = summarize(
+                folds,
+                n_classes=n_classes,
+                positive_index=positive,
+                seed=seed,
+                units=pooled_units(folds, units),
+                unit=unit,
+            )
             training: dict[str, Any] = {
                 "settings": settings.as_dict(),
                 "history": compact_history(list(folds[0].history)),
