@@ -167,3 +167,25 @@ def test_mlflow_server_over_http(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def test_tensorboard_writes_fine_tuning_curves(tmp_path):
+    pytest.importorskip("tensorboard", reason="needs the [tensorboard] extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    source = next(
+        p
+        for p in sorted((REFERENCE.parents[1]).glob("*.json"))
+        if '"training"' in p.read_text(encoding="utf-8")
+    )
+    record = read_run_record(source)
+    tracking = open_tracking(["tensorboard"], {"uri": str(tmp_path / "tb")}, get_registry(), None)
+    tracking.notify(record, record.path, final=True)
+    assert not tracking.failed
+    cell = next(c for c in record.complete_cells() if c.training)
+    folders = [p.parent for p in (tmp_path / "tb").rglob("events.out.tfevents.*")]
+    assert len(folders) == len(record.complete_cells())
+    acc = EventAccumulator(str(next(f for f in folders if "finetune" in f.name))).Reload()
+    assert "train_loss" in acc.Tags()["scalars"]
+    assert len(acc.Scalars("train_loss")) >= 2
+    assert cell.training
