@@ -216,10 +216,9 @@ def _report_artifacts(record: RunRecord, folder: Path) -> list[Path]:
     from bench.render import render_text
     from bench.report import table1
 
-    raw = record.to_json()
     report = folder / f"{record.run_id}-report.md"
-    report.write_text(render_text(table1(raw), "md"), encoding="utf-8")
-    figures = write_figures(raw, folder / "figures")
+    report.write_text(render_text(table1(record), "md"), encoding="utf-8")
+    figures = write_figures(record, folder / "figures")
     return [report, *figures]
 
 

@@ -189,3 +189,83 @@ def test_tensorboard_writes_fine_tuning_curves(tmp_path):
     assert "train_loss" in acc.Tags()["scalars"]
     assert len(acc.Scalars("train_loss")) >= 2
     assert cell.training
+
+
+TINY = """
+[suite]
+name = "tiny-tracked"
+[data]
+dataset = "synthetic"
+options = { n_per_class = 8, size = 64 }
+[[protocol]]
+kind = "features"
+backbones = ["efficientnet_lite0"]
+classifiers = ["lda", "knn1"]
+folds = 2
+"""
+
+
+def _cli(argv, capsys):
+    from bench.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_run_with_track_mlflow_logs_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, text = _cli(
+        [
+            "run",
+            "tiny.toml",
+            "--no-progress",
+            "--results-dir",
+            "r",
+            "--track",
+            "mlflow",
+            "--tracking-uri",
+            uri,
+        ],
+        capsys,
+    )
+    assert code == 0, text
+    record = read_run_record(next((tmp_path / "r").glob("*.json")))
+    client, runs = _runs(uri)
+    assert len(runs) == 1 + len(record.cells) == 3
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.run_name == record.run_id and parent.info.status == "FINISHED"
+
+
+def test_run_survives_a_dead_tracking_server(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    uri = f"http://127.0.0.1:{_free_port()}"
+    code, text = _cli(
+        [
+            "run",
+            "tiny.toml",
+            "--no-progress",
+            "--results-dir",
+            "r",
+            "--track",
+            "mlflow",
+            "--tracking-uri",
+            uri,
+        ],
+        capsys,
+    )
+    assert code == 0, text
+    assert text.count("tracking: mlflow") == 1 and uri in text
+    record = read_run_record(next((tmp_path / "r").glob("*.json")))
+    assert record.status == "complete"
+
+
+def test_unknown_tracker_is_exit_2_before_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    code, text = _cli(["run", "tiny.toml", "--results-dir", "r", "--track", "mlfow"], capsys)
+    assert code == 2 and "mlflow" in text and "Traceback" not in text
+    assert not (tmp_path / "r").exists()
