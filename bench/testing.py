@@ -277,7 +277,55 @@ def _dataset_checks(spec: DatasetSpec, path: Path | None, options: dict[str, Any
 
 
 # -- protocols -------------------------------------------------------------------------
-def _protocol_checks(spec: ProtocolSpec) -> list[Check]:
+def _run_table(spec: ProtocolSpec, table: dict[str, Any], data: dict[str, Any] | None) -> None:
+    """Run ``table`` on tiny synthetic data with an executor that pickles every job and result."""
+    import tempfile
+
+    from bench.api import load_suite
+    from bench.executor import LocalExecutor
+    from bench.records import RunRecord
+    from bench.runner import run_suite
+
+    class PicklingExecutor(LocalExecutor):
+        name = "pickling-check"
+
+        def run(self, ctx, protocol, jobs, on_result=None):  # type: ignore[override]
+            def through(job, result, seconds):
+                _ensure(pickle.loads(pickle.dumps(job)) == job, f"job {job.id} does not round-trip")
+                pickle.dumps(result)  # results travel to other processes too
+                if on_result is not None:
+                    on_result(job, result, seconds)
+
+            shipped = [pickle.loads(pickle.dumps(j)) for j in jobs]
+            return super().run(ctx, protocol, shipped, through)
+
+    suite = load_suite(
+        {
+            "suite": {"name": f"check-{spec.name}"},
+            "data": data or {"dataset": "synthetic", "options": {"n_per_class": 6, "size": 64}},
+            "protocol": [{"kind": spec.name, **table}],
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="leukobench-check-") as tmp:
+        raw, path = run_suite(
+            suite, results_dir=Path(tmp), progress=False, executor=PicklingExecutor()
+        )
+        record = RunRecord.from_json(raw, str(path))
+        _ensure(record.status == "complete", f"the run ended {record.status}")
+        want = {c.id for c in suite.cells()}
+        got = {c.id for c in record.cells}
+        _ensure(want == got, f"cells {sorted(want ^ got)} planned or assembled but not both")
+        for cell in record.cells:
+            _ensure(cell.complete, f"cell {cell.id} is {cell.status}")
+            _ensure(
+                RunRecord.from_json(record.to_json(), "x").to_json() == record.to_json(),
+                "the record does not survive its own serialiser",
+            )
+
+
+def _protocol_checks(
+    spec: ProtocolSpec, table: dict[str, Any] | None = None, data: dict[str, Any] | None = None
+) -> list[Check]:
     from bench.protocols.base import Protocol, check_table
 
     def factory_returns_the_named_protocol() -> None:
@@ -318,6 +366,10 @@ def _protocol_checks(spec: ProtocolSpec) -> list[Check]:
         job = Job("x", spec.name, "check", {"a": 1}, (), Resources())
         _ensure(pickle.loads(pickle.dumps(job)) == job, "Job does not round-trip")
 
+    def runs_with_picklable_jobs_and_results() -> None:
+        if table is not None:
+            _run_table(spec, table, data)
+
     return [
         Check(spec.name, fn.__name__, fn)
         for fn in (
@@ -325,6 +377,7 @@ def _protocol_checks(spec: ProtocolSpec) -> list[Check]:
             every_setting_is_documented_and_valid,
             unknown_and_non_finite_settings_are_refused,
             jobs_are_picklable_values,
+            runs_with_picklable_jobs_and_results,
         )
     ]
 
@@ -349,7 +402,7 @@ def checks_for(spec: Any, **kwargs: Any) -> list[Check]:
         path = kwargs.get("path")
         return _dataset_checks(spec, Path(path) if path else None, kwargs.get("options") or {})
     if isinstance(spec, ProtocolSpec):
-        return _protocol_checks(spec)
+        return _protocol_checks(spec, kwargs.get("table"), kwargs.get("data"))
     raise TypeError(f"not a LeukoBench spec: {type(spec).__name__}")
 
 
@@ -375,6 +428,13 @@ def check_dataset(
     _run(checks_for(spec, path=path, options=options))
 
 
-def check_protocol(spec: Any) -> None:
-    """Protocol contract: named, every setting documented and validated, picklable jobs."""
-    _run(checks_for(spec))
+def check_protocol(
+    spec: Any, *, table: dict[str, Any] | None = None, data: dict[str, Any] | None = None
+) -> None:
+    """Protocol contract: named, every setting documented and validated.
+
+    With ``table`` (a ``[[protocol]]`` table without ``kind``), also runs it on tiny
+    synthetic data (or ``data``, a ``[data]`` table) through an executor that pickles
+    every job and result, and checks the cells planned are the cells assembled.
+    """
+    _run(checks_for(spec, table=table, data=data))

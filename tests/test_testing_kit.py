@@ -47,11 +47,27 @@ def test_every_registered_classifier_passes():
         check_classifier(spec)
 
 
-def test_every_registered_protocol_passes():
+SAMPLE_TABLES = {
+    "features": {"backbones": ["efficientnet_lite0"], "classifiers": ["lda"], "folds": 2},
+    "finetune": {
+        "backbones": ["efficientnet_lite0"],
+        "holdout": 0.34,
+        "settings": {"epochs": 1, "batch_size": 4},
+    },
+}
+
+
+def test_every_registered_protocol_passes_the_static_checks():
     protocols = get_registry().protocols
     assert {"features", "finetune"} <= set(protocols)
     for spec in protocols.values():
         check_protocol(spec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SAMPLE_TABLES))
+def test_builtin_protocols_run_with_picklable_jobs(name):
+    check_protocol(get_registry().protocol(name), table=SAMPLE_TABLES[name])
 
 
 def _folder(tmp_path: Path) -> Path:
