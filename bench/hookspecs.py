@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import pluggy
 
-from bench.specs import BackboneSpec, ClassifierSpec, DatasetSpec, ExecutorSpec, ProtocolSpec
+from bench.specs import (
+    BackboneSpec,
+    ClassifierSpec,
+    DatasetSpec,
+    ExecutorSpec,
+    ProtocolSpec,
+    TrackerSpec,
+)
 
 PROJECT_NAME = "leukobench"
 
@@ -109,6 +116,34 @@ def leukobench_executors() -> list[ExecutorSpec] | ExecutorSpec | None:
     id. A suite picks one with ``[run] executor = "<name>"`` or ``--executor``;
     ``local`` (this process, in order) is the default. Results must not depend
     on the executor: the same suite gives the same record bit for bit.
+
+    Called once per process, when the registry loads.
+    """
+
+
+@hookspec
+def leukobench_trackers() -> list[TrackerSpec] | TrackerSpec | None:
+    """Return the experiment trackers (sinks for result records) this plugin provides.
+
+    The spec's ``factory(uri=None, experiment=None)`` returns a
+    :class:`bench.tracking.Tracker`; its ``record_written(record, path,
+    final=...)`` is called with the typed :class:`bench.records.RunRecord`
+    after every checkpoint of the record on disk and once with
+    ``final=True`` when the run ends. A suite turns trackers on with
+    ``[run] track = ["mlflow"]`` (or ``--track mlflow --tracking-uri URI``).
+    A tracker that raises is reported once, naming its ``target``, and then
+    skipped: tracking never costs a result. Example::
+
+        class PrintTracker(Tracker):
+            target = "stdout"
+
+            def record_written(self, record, path, *, final):
+                if final:
+                    print(record.run_id, len(record.cells))
+
+        @hookimpl
+        def leukobench_trackers():
+            return TrackerSpec("print", lambda **_: PrintTracker())
 
     Called once per process, when the registry loads.
     """

@@ -28,6 +28,7 @@ _SINGULAR = {
     "datasets": "dataset",
     "protocols": "protocol",
     "executors": "executor",
+    "trackers": "tracker",
 }
 
 
@@ -188,6 +189,10 @@ class Registry:
     def executors(self) -> dict[str, Any]:
         return self._all()["executors"]
 
+    @property
+    def trackers(self) -> dict[str, Any]:
+        return self._all()["trackers"]
+
     # -- look-ups ----------------------------------------------------------
     def backbone(self, name: str) -> tuple[BackboneSpec, dict[str, Any]]:
         """The spec for ``name`` and extra factory options (``model_name`` for families)."""
@@ -221,6 +226,12 @@ class Registry:
         if name not in self.executors:
             raise unknown("executor", name, self.executors)
         return self.executors[name]
+
+    def tracker(self, name: str) -> Any:
+        """The :class:`bench.specs.TrackerSpec` named ``name`` (``mlflow``, ``tensorboard``)."""
+        if name not in self.trackers:
+            raise unknown("tracker", name, self.trackers)
+        return self.trackers[name]
 
     def build_backbone(self, name: str, **options: Any) -> Any:
         """Build the backbone ``name`` with ``options``."""

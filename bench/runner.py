@@ -32,6 +32,7 @@ from bench.results import (
     write_record,
 )
 from bench.suite import Cell, Suite
+from bench.tracking import Tracking, open_tracking
 
 if TYPE_CHECKING:
     from bench.executor import Executor
@@ -117,8 +118,13 @@ def run_suite(
     cache_dir: Path | None = None,
     use_cache: bool | None = None,
     executor: str | Executor | None = None,
+    track: list[str] | None = None,
+    tracking_uri: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every cell of ``suite``; return the record (as stored) and where it was written.
+
+    ``track`` names experiment trackers (``["mlflow"]``; default the suite's
+    ``[run] track``) and ``tracking_uri`` where they log (default ``[run] tracking_uri``).
 
     Everything the run caches goes under ``cache_dir`` (default ``$LEUKOBENCH_CACHE``
     or ``~/.cache/leukobench``). ``executor`` is an executor name or instance
@@ -127,10 +133,37 @@ def run_suite(
     registry = registry or get_registry()
     console = console or Console(stderr=True)
     cache = CacheRoot.default(cache_dir)
+    tracking = _tracking(suite, registry, console, track, tracking_uri)
     with cache.activate():
         return _run(
-            suite, registry, cache, results_dir, console, progress, skip_bad, use_cache, executor
+            suite,
+            registry,
+            cache,
+            results_dir,
+            console,
+            progress,
+            skip_bad,
+            use_cache,
+            executor,
+            tracking,
         )
+
+
+def _tracking(
+    suite: Suite,
+    registry: Registry,
+    console: Console,
+    track: list[str] | None,
+    uri: str | None,
+) -> Tracking:
+    """The run's trackers, built before any work (a missing package is exit 2 now)."""
+    run_cfg = suite.config["run"]
+    names = list(run_cfg.get("track") or []) if track is None else list(track)
+    options = {
+        "uri": uri or run_cfg.get("tracking_uri"),
+        "experiment": run_cfg.get("tracking_experiment"),
+    }
+    return open_tracking(names, options, registry, console)
 
 
 def _run(
@@ -143,6 +176,7 @@ def _run(
     skip_bad: bool | None,
     use_cache: bool | None,
     executor_choice: str | Executor | None,
+    tracking: Tracking,
 ) -> tuple[dict[str, Any], Path]:
     started = time.perf_counter()
     run_cfg = suite.config["run"]
@@ -188,12 +222,13 @@ def _run(
     console.print(f"[dim]result record: {path}[/dim]")
     try:
         for tw in work:
-            _run_table(ctx, executor, tw, record, order, timings, started, path)
+            _run_table(ctx, executor, tw, record, order, timings, started, path, tracking)
         record.status = "complete"
     finally:
         record.finished = now_iso()
         _checkpoint(record, ctx, timings, started, path)
         executor.close()
+        tracking.notify(record, path, final=True)  # after the record is safe on disk
     return record.to_json(), path
 
 
@@ -206,6 +241,7 @@ def _run_table(
     timings: dict[str, float],
     started: float,
     path: Path,
+    tracking: Tracking,
 ) -> None:
     """Run one table's jobs; assemble (and checkpoint) each cell once its jobs are done."""
     waiting = {c.id: {j.id for j in tw.jobs if c.id in j.cells} for c in tw.cells}
@@ -216,6 +252,7 @@ def _run_table(
         done = tw.protocol.assemble(ctx, tw.table, tw.index, tw.seed, cells, tw.results)
         _insert(record, done, order)
         _checkpoint(record, ctx, timings, started, path)
+        tracking.notify(record, path, final=False)
 
     def on_result(job: Job, result: Any, seconds: float) -> None:
         tw.results[job.id] = result

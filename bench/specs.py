@@ -99,10 +99,27 @@ class ExecutorSpec:
     plugin: str = ""
 
 
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker (MLflow, TensorBoard, ...) a plugin provides.
+
+    ``factory(**options)`` returns a :class:`bench.tracking.Tracker`; options are
+    ``uri`` (``--tracking-uri`` / ``[run] tracking_uri``) and ``experiment``. A
+    factory whose package is missing raises :class:`bench.errors.UserError`
+    naming the extra to install.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
 SPEC_KINDS: dict[str, type] = {
     "backbones": BackboneSpec,
     "classifiers": ClassifierSpec,
     "datasets": DatasetSpec,
     "protocols": ProtocolSpec,
     "executors": ExecutorSpec,
+    "trackers": TrackerSpec,
 }

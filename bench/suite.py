@@ -55,11 +55,20 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "decoder": (_STR, None),
         "executor": (_STR, None),
         "memory_limit": ((str, int), None),
+        "track": (_LIST, None),
+        "tracking_uri": (_STR, None),
+        "tracking_experiment": (_STR, None),
     },
 }
 # Keys of the resolved configuration that say how to run, not what: left out of the digest,
 # so the same suite run by another executor resumes the same work and names the same runs.
-DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"), ("run", "memory_limit"))
+DIGEST_IGNORES: tuple[tuple[str, str], ...] = (
+    ("run", "executor"),
+    ("run", "memory_limit"),
+    ("run", "track"),
+    ("run", "tracking_uri"),
+    ("run", "tracking_experiment"),
+)
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
 
 # Whole-number settings outside the protocol tables: (section, key) -> (lowest, highest).

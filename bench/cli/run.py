@@ -61,6 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="what runs the jobs: local (default), or an executor plugin (leukobench list executors)",
     )
+    p.add_argument(
+        "--track",
+        action="append",
+        metavar="NAME",
+        help="log the run to an experiment tracker: mlflow, tensorboard (repeatable; "
+        "default: the suite's [run] track)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="where the tracker logs, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000",
+    )
     p.set_defaults(func=run)
 
 
@@ -92,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         use_cache=False if args.no_cache else None,
         executor=args.executor,
+        track=args.track,
+        tracking_uri=args.tracking_uri,
     )
     from bench.summary import print_run_summary
 

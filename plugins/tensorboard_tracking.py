@@ -1,0 +1,66 @@
+"""TensorBoard tracking: fine-tuning curves and per-fold metrics as TensorBoard scalars.
+
+Install with ``pip install 'leukobench[tensorboard]'``. Turn it on with
+``[run] track = ["tensorboard"]`` or ``--track tensorboard --tracking-uri DIR``
+(default ``runs/``); each cell gets its own log folder
+``DIR/<run id>/<cell id>`` so TensorBoard shows one curve per cell.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.hookspecs import hookimpl
+from bench.records import RunRecord
+from bench.specs import TrackerSpec
+from bench.tracking import Tracker
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "cell"
+
+
+class TensorboardTracker(Tracker):
+    """Writes each complete cell's curves once, into its own event-file folder."""
+
+    def __init__(self, uri: str | None = None, experiment: str | None = None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError(
+                "tracking with tensorboard needs the tensorboard package: "
+                "pip install 'leukobench[tensorboard]'"
+            ) from None
+        self.writer_type = SummaryWriter
+        self.root = Path(uri or "runs").expanduser()
+        if experiment:
+            self.root = self.root / _safe(experiment)
+        self.target = str(self.root)
+        self.logged: set[str] = set()
+
+    def record_written(self, record: RunRecord, path: Path, *, final: bool) -> None:
+        from plugins.mlflow_tracking import cell_metrics
+
+        for cell in record.cells:
+            if not cell.complete or cell.id in self.logged:
+                continue
+            folder = self.root / _safe(record.run_id) / _safe(cell.id)
+            writer = self.writer_type(log_dir=str(folder))
+            try:
+                for key, value, step in cell_metrics(cell):
+                    writer.add_scalar(key, value, step)
+                writer.add_text("cell", f"{cell.backbone} + {cell.label}, {cell.split.label}")
+            finally:
+                writer.close()
+            self.logged.add(cell.id)
+
+
+@hookimpl
+def leukobench_trackers() -> TrackerSpec:
+    return TrackerSpec(
+        "tensorboard",
+        TensorboardTracker,
+        "TensorBoard event files: fine-tuning curves, per-fold metrics (extra [tensorboard])",
+    )
