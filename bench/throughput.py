@@ -10,6 +10,7 @@ estimate yet" until the next run measures again).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -103,10 +104,8 @@ class ThroughputStore:
         payload: dict[str, Any] = {
             "rates": {k: vars(v) for k, v in sorted(self._rates.items())},
         }
-        try:
+        with contextlib.suppress(OSError):
             atomic_write_text(self.path, json.dumps(payload, indent=1, allow_nan=False))
-        except OSError:
-            pass
 
 
 def describe_seconds(seconds: float | None) -> str:
