@@ -25,9 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=FORMATS, default="rich", help="output format (default rich)")
     p.add_argument("--out", type=output_file, help="write to this file instead of the terminal")
+    p.add_argument("--figures", type=output_folder, metavar="DIR", help="also write figures here")
     p.add_argument(
-        "--figures", type=output_folder, metavar="DIR", help="also write PNG figures here"
+        "--figure-format",
+        choices=("png", "svg", "pdf"),
+        default="png",
+        help="figure file format (default png)",
     )
+    p.add_argument("--dpi", type=int, default=300, help="resolution of PNG figures (default 300)")
     p.add_argument(
         "--extra-metrics",
         action="store_true",
@@ -47,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from bench.results import atomic_write_text
 
     records = [read_run_record(path) for path in args.results]  # malformed: exit 2 naming it
+    if args.figures:
+        from bench.figures import check_format
+
+        check_format(args.figure_format, args.dpi)  # before any work
+    if args.format == "html":
+        return _html(args, records)
     tables = []
     if args.table in ("1", "all"):
         extra = EXTRA_METRICS if args.extra_metrics else ()
@@ -72,6 +83,32 @@ def run(args: argparse.Namespace) -> int:
     if args.figures:
         from bench.figures import write_figures
 
-        paths = [p for record in records for p in write_figures(record, args.figures)]
+        paths = [
+            p
+            for record in records
+            for p in write_figures(record, args.figures, args.figure_format, args.dpi)
+        ]
         print(f"wrote {len(paths)} figure(s) to {args.figures}", file=sys.stderr)
+    return 0
+
+
+def _html(args: argparse.Namespace, records: list) -> int:
+    """The standalone HTML report (one file: inline CSS, figures embedded)."""
+    from bench.report import EXTRA_METRICS
+    from bench.report.html_page import report_page
+    from bench.results import atomic_write_text
+
+    page = report_page(records, extra=EXTRA_METRICS if args.extra_metrics else ())
+    if args.out:
+        if args.out.is_dir():
+            raise UserError(f"--out {args.out}: is a directory; give a file name")
+        atomic_write_text(args.out, page)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(page)
+    if args.figures:
+        from bench.figures import write_figures
+
+        for record in records:
+            write_figures(record, args.figures, args.figure_format, args.dpi)
     return 0
