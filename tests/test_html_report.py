@@ -167,3 +167,33 @@ def test_the_console_check_sees_errors(tmp_path):
         timeout=120,
     )
     assert any("CONSOLE" in line and "boom" in line for line in dom.stderr.splitlines())
+
+
+def test_leaderboard_html_is_a_standalone_page(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    write(binary_record(), results)
+    write(_leaky(binary_record(seeds=(3,))), results, name="leaky")
+    out = tmp_path / "lb.html"
+    argv = ["leaderboard", str(results), "--format", "html", "--out", str(out)]
+    assert main([*argv, "--include-synthetic", "--include-leaky"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text
+    assert 'class="leaky"' in text and "leaderboard" in text.lower()
+    if CHROMIUM is not None:
+        dom = subprocess.run(
+            [
+                CHROMIUM,
+                *FLAGS,
+                f"--user-data-dir={tmp_path / 'p'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                out.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert dom.returncode == 0 and "<table" in dom.stdout
+        assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line]

@@ -49,7 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also list LEAKY splits, in their own table (never ranked with the others)",
     )
-    p.add_argument("--out", type=output_file, metavar="LEADERBOARD.md", help="write Markdown here")
+    p.add_argument(
+        "--format",
+        choices=("rich", "md", "html"),
+        default=None,
+        help="rich (terminal, the default), md (the default with --out) or html "
+        "(one standalone page)",
+    )
+    p.add_argument(
+        "--out", type=output_file, metavar="LEADERBOARD.md", help="write the leaderboard here"
+    )
     p.set_defaults(func=run)
 
 
@@ -73,9 +82,30 @@ def run(args: argparse.Namespace) -> int:
             f"leukobench: no complete cells in result records under {args.results_dir}",
             file=sys.stderr,
         )
-    if args.out:
+    fmt = args.format or ("md" if args.out else "rich")
+    if fmt == "html":
+        from bench.report.html_page import tables_page
+        from bench.results import atomic_write_text
+
+        page = tables_page(
+            "LeukoBench leaderboard",
+            tables,
+            intro=f"Best run per row from {args.results_dir}; intervals are 95%.",
+        )
+        if args.out:
+            atomic_write_text(args.out, page)
+            print(f"wrote {args.out} ({n_rows} row(s))", file=sys.stderr)
+        else:
+            sys.stdout.write(page)
+    elif fmt == "md" and args.out:
         write_markdown(tables, args.out)
         print(f"wrote {args.out} ({n_rows} row(s))", file=sys.stderr)
+    elif fmt == "md":
+        from bench.render import render_text
+
+        sys.stdout.write(render_text(tables, "md"))
     else:
+        if args.out:
+            write_markdown(tables, args.out)
         render_rich(tables, make_console())
     return 0

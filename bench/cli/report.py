@@ -100,8 +100,6 @@ def _html(args: argparse.Namespace, records: list) -> int:
 
     page = report_page(records, extra=EXTRA_METRICS if args.extra_metrics else ())
     if args.out:
-        if args.out.is_dir():
-            raise UserError(f"--out {args.out}: is a directory; give a file name")
         atomic_write_text(args.out, page)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
