@@ -61,16 +61,47 @@ def print_plan(
         f"[bold]{suite.name}[/bold]: dataset {summary['dataset']} ({summary['images']} images, "
         f"{summary['classes']}, positive {summary['positive']!r}); {summary['cells']} cells"
     )
+    from bench.throughput import describe_seconds
+
     table = Table(title="Plan (dry run: nothing is computed)")
-    for col in ("#", "kind", "backbone", "seed", "classifiers", "split", "samples", "status"):
+    cols = (
+        "#",
+        "kind",
+        "backbone",
+        "seed",
+        "classifiers",
+        "split",
+        "samples",
+        "status",
+        "estimate",
+    )
+    for col in cols:
         table.add_column(col)
     for r in rows:
         split = r.split + (" [bold red]LEAKY[/bold red]" if r.leaky else "")
         status = r.status if r.ok else f"[red]{r.status}[/red]"
+        estimate = (
+            "-"
+            if not r.ok
+            else (
+                "nothing to do"
+                if r.estimate_s == 0 and not r.work
+                else describe_seconds(r.estimate_s)
+            )
+        )
         table.add_row(
-            str(r.protocol), r.kind, r.backbone, str(r.seed), r.what, split, str(r.samples), status
+            str(r.protocol),
+            r.kind,
+            r.backbone,
+            str(r.seed),
+            r.what,
+            split,
+            str(r.samples),
+            status,
+            estimate,
         )
     console.print(table)
+    _print_estimate(rows, suite, console)
     bad = [r for r in rows if not r.ok]
     if not bad:
         return 0
@@ -78,3 +109,44 @@ def print_plan(
     for r in bad:
         err.print(f"error: protocol[{r.protocol}] {r.kind} {r.backbone}: {r.status}", markup=False)
     return 2
+
+
+def _print_estimate(rows: list[PlanRow], suite: Suite, console: Console) -> None:
+    """The total estimate, and a warning when fine-tuning on a CPU will take hours."""
+    from bench.throughput import describe_seconds
+
+    known = [r.estimate_s for r in rows if r.ok and r.estimate_s is not None]
+    unknown = [r for r in rows if r.ok and r.estimate_s is None and r.work]
+    total = sum(known)
+    text = f"estimated time: {describe_seconds(total) if known else 'no estimate yet'}"
+    if known and unknown:
+        text += f" for what was measured; no estimate yet for {len(unknown)} row(s)"
+    if unknown:
+        text += " (a first run on this machine and device measures it)"
+    console.print(text, markup=False)
+    device = str(suite.config["run"]["device"])
+    on_cpu = device == "cpu" or (device == "auto" and not _has_gpu())
+    slow = [r for r in rows if r.kind == "finetune" and r.ok and r.work]
+    if on_cpu and slow:
+        hours = sum(r.estimate_s or 0 for r in slow) / 3600
+        if hours >= 1:
+            console.print(
+                f"warning: fine-tuning on the CPU will take about {hours:.1f} h; a CUDA GPU "
+                "(--set run.device=cuda) is 100-1000x faster",
+                markup=False,
+            )
+        elif any(r.estimate_s is None for r in slow):
+            console.print(
+                "warning: fine-tuning on the CPU runs at about 1-2 images/s on 2 cores "
+                f"({', '.join(r.work for r in slow)}): it may take hours",
+                markup=False,
+            )
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False

@@ -220,14 +220,18 @@ def _run(
     path = write_record(record.to_json(), ctx.results_dir)
     ctx.run_id = path.stem  # unique, also when a run id repeats within one second
     console.print(f"[dim]result record: {path}[/dim]")
+    clock = JobClock(
+        sum(j.weight for tw in work for j in tw.jobs), len([j for tw in work for j in tw.jobs])
+    )
     try:
         for tw in work:
-            _run_table(ctx, executor, tw, record, order, timings, started, path, tracking)
+            _run_table(ctx, executor, tw, record, order, timings, started, path, tracking, clock)
         record.status = "complete"
     finally:
         record.finished = now_iso()
         _checkpoint(record, ctx, timings, started, path)
         executor.close()
+        ctx.throughput.save()  # what this run measured, for the next --dry-run's estimates
         tracking.notify(record, path, final=True)  # after the record is safe on disk
     return record.to_json(), path
 
@@ -242,6 +246,7 @@ def _run_table(
     started: float,
     path: Path,
     tracking: Tracking,
+    clock: JobClock,
 ) -> None:
     """Run one table's jobs; assemble (and checkpoint) each cell once its jobs are done."""
     waiting = {c.id: {j.id for j in tw.jobs if c.id in j.cells} for c in tw.cells}
@@ -258,6 +263,9 @@ def _run_table(
         tw.results[job.id] = result
         key = f"{job.kind}_s"
         timings[key] = timings.get(key, 0.0) + seconds
+        line = clock.tick(job, seconds)
+        if line and ctx.progress:
+            ctx.console.print(f"[dim]{line}[/dim]")
         ready = []
         for cell_id in job.cells:
             left = waiting.get(cell_id)
@@ -292,3 +300,28 @@ def _checkpoint(
         "total_s": round(time.perf_counter() - started, 3),
     }
     update_record(record.to_json(), path)
+
+
+@dataclass
+class JobClock:
+    """Jobs done and an ETA for the whole run, from the jobs' weights and the time so far."""
+
+    total_weight: float
+    total_jobs: int
+    done_weight: float = 0.0
+    done_jobs: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def tick(self, job: Job, seconds: float) -> str | None:
+        """Count ``job`` done; a progress line when the run has more than one job."""
+        from bench.throughput import describe_seconds
+
+        self.done_jobs += 1
+        self.done_weight += job.weight
+        if self.total_jobs <= 1:
+            return None
+        elapsed = time.perf_counter() - self.started
+        left = max(0.0, self.total_weight - self.done_weight)
+        eta = elapsed / self.done_weight * left if self.done_weight > 0 else None
+        when = "run done" if not left else f"run ETA {describe_seconds(eta)}"
+        return f"job {self.done_jobs}/{self.total_jobs} ({job.kind}, {seconds:.1f}s); {when}"

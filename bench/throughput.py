@@ -2,7 +2,7 @@
 
 Every finished job reports how much work it did (``Job.weight``: images, image
 steps, fits) and how long it took; the runner folds that into a per-machine
-table keyed by (protocol, job kind, backbone, device). ``--dry-run`` turns a
+table keyed by (work kind, backbone, device[, detail]). ``--dry-run`` turns a
 plan's work into seconds with it. Entries older than :data:`STALE_DAYS`, or
 measured by another version of LeukoBench or torch, are not used ("no
 estimate yet" until the next run measures again).
@@ -36,8 +36,9 @@ def _versions() -> str:
     return ",".join(out)
 
 
-def key_of(protocol: str, kind: str, backbone: str, device: str) -> str:
-    return f"{protocol}|{kind}|{backbone}|{device}"
+def key_of(kind: str, backbone: str, device: str, detail: str = "") -> str:
+    """``extract|alexnet|cpu`` (images/s) or ``train|alexnet|cpu|batch=5`` (image-steps/s)."""
+    return "|".join(p for p in (kind, backbone, device, detail) if p)
 
 
 @dataclass
@@ -96,6 +97,11 @@ class ThroughputStore:
             rates[key] = Rate(new, time.time(), _versions(), old.samples + 1)
         else:
             rates[key] = Rate(new, time.time(), _versions())
+
+    def record_rate(self, key: str, per_s: float) -> None:
+        """Fold in a rate measured elsewhere (e.g. a fold's training images/s)."""
+        if math.isfinite(per_s) and per_s > 0:
+            self.record(key, per_s * _MIN_SECONDS * 10, _MIN_SECONDS * 10)
 
     def save(self) -> None:
         """Write the table atomically; a read-only cache only loses the estimates."""

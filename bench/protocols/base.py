@@ -221,7 +221,8 @@ class PlanRow:
     samples: int
     status: str
     ok: bool = True  # False when a cell cannot be built (dry-run then exits non-zero)
-    estimate_s: float | None = None
+    estimate_s: float | None = None  # seconds from this machine's measured throughput
+    work: str = ""  # what the estimate is of ("1,204 images", "9,650 image-steps")
 
 
 class Protocol(ABC):

@@ -308,8 +308,24 @@ class RunContext:
                 f"[dim]{backbone_name}: {len(samples)} samples, {result.n_cached} from cache, "
                 f"{result.n_computed} computed in {result.seconds:.1f}s[/dim]"
             )
+            from bench.throughput import key_of
+
+            self.throughput.record(
+                key_of("extract", backbone_name, str(self.device)),
+                result.n_computed,
+                result.seconds,
+            )
             self.feature_memo[key] = result.features
         return self.feature_memo[key]
+
+    @property
+    def throughput(self) -> Any:
+        """This machine's measured throughput (``bench.throughput``), kept in the cache root."""
+        if "throughput" not in self.memos:
+            from bench.throughput import ThroughputStore
+
+            self.memos["throughput"] = {"store": ThroughputStore(self.cache.path)}
+        return self.memos["throughput"]["store"]
 
     def transforms_ref(self, samples: Samples) -> str:
         """Name of the sample transforms in the record's ``transforms`` table (stored once)."""

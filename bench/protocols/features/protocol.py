@@ -94,6 +94,15 @@ class FeaturesProtocol(Protocol):
             cache = ctx.cache.features()
             cached = cache.count(keys)
             row.status = f"{cached} cached, {len(keys) - cached} to extract"
+            from bench.throughput import key_of
+
+            todo = len(keys) - cached
+            row.estimate_s = (
+                0.0
+                if not todo
+                else ctx.throughput.estimate(key_of("extract", name, str(ctx.device)), todo)
+            )
+            row.work = f"{todo} images" if todo else ""
             rows.append(row)
         return rows
 

@@ -103,9 +103,19 @@ class FinetuneProtocol(Protocol):
                 rows.append(row)
                 continue
             workdir = ctx.run_dir(cell.id)
-            done = len(list(workdir.glob("fold-*/result.json"))) if workdir.exists() else 0
+            finished = (
+                {int(f.parent.name.split("-")[1]) for f in workdir.glob("fold-*/result.json")}
+                if workdir.exists()
+                else set()
+            )
             steps = sum(len(train) for train, _ in splits) * epochs
-            row.status = f"{done}/{len(splits)} folds done; {steps} training image-steps in all"
+            left = sum(len(tr) for k, (tr, _) in enumerate(splits) if k not in finished) * epochs
+            row.status = (
+                f"{len(finished)}/{len(splits)} folds done; {steps} training image-steps in all"
+            )
+            settings = self.fine_settings(ctx, table)
+            row.estimate_s = ctx.throughput.estimate(train_key(ctx, cell.backbone, settings), left)
+            row.work = f"{left} image-steps" if left else ""
             rows.append(row)
         return rows
 
@@ -147,7 +157,8 @@ class FinetuneProtocol(Protocol):
         table, seed = p["table"], p["seed"]
         samples = self._samples(ctx, table, seed)
         splits, _ = ctx.splits(samples, table, seed)
-        return train_fold(
+        settings = self.fine_settings(ctx, table)
+        result = train_fold(
             samples,
             ctx.backbone(p["backbone"]),
             splits,
@@ -164,6 +175,9 @@ class FinetuneProtocol(Protocol):
             decoded=ctx.decoded,
             digests=ctx.data.digests,
         )
+        if not result.resumed:
+            ctx.throughput.record_rate(train_key(ctx, p["backbone"], settings), result.images_per_s)
+        return result
 
     def assemble(
         self,
@@ -259,3 +273,11 @@ def save_finetuned(ctx: RunContext, cell: Cell, folds: list) -> list[dict[str, A
         saved.append(model_entry(ctx, dst, int(r.fold)))
         ctx.console.print(f"[dim]saved {dst}[/dim]")
     return saved
+
+
+def train_key(ctx: RunContext, backbone: str, settings: FinetuneSettings) -> str:
+    """Throughput key of fine-tuning: image-steps/s depend on device, batch and precision."""
+    from bench.throughput import key_of
+
+    detail = f"batch={settings.batch_size},amp={settings.amp},train={settings.train}"
+    return key_of("train", backbone, str(ctx.device), detail)

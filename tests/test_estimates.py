@@ -1,0 +1,80 @@
+"""Estimates for long work: measured throughput in the cache root, dry-run ETAs, run ETAs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bench.cli import main
+from bench.throughput import ThroughputStore, describe_seconds, key_of
+
+SUITE = """
+[suite]
+name = "eta"
+[data]
+dataset = "synthetic"
+options = {{ n_per_class = {n}, size = 64 }}
+[[protocol]]
+kind = "features"
+backbones = ["efficientnet_lite0"]
+classifiers = ["lda"]
+folds = 2
+[[protocol]]
+kind = "finetune"
+backbones = ["tiny"]
+holdout = 0.34
+settings = {{ epochs = {epochs}, batch_size = 4 }}
+"""
+
+
+def _suite(tmp_path, n: int, epochs: int):
+    path = tmp_path / f"eta-{n}-{epochs}.toml"
+    path.write_text(SUITE.format(n=n, epochs=epochs))
+    return str(path)
+
+
+def test_store_round_trip_staleness_and_bad_files(tmp_path):
+    store = ThroughputStore(tmp_path)
+    assert store.estimate("extract|x|cpu", 100) is None
+    store.record("extract|x|cpu", 50, 2.0)  # 25 images/s
+    store.record("extract|x|cpu", 10, 0.01)  # too short to mean anything: ignored
+    store.save()
+    again = ThroughputStore(tmp_path)
+    assert again.estimate("extract|x|cpu", 100) == 4.0
+    data = json.loads((tmp_path / "throughput.json").read_text())
+    data["rates"]["extract|x|cpu"]["measured"] = time.time() - 400 * 86400
+    (tmp_path / "throughput.json").write_text(json.dumps(data))
+    assert ThroughputStore(tmp_path).estimate("extract|x|cpu", 100) is None  # stale
+    (tmp_path / "throughput.json").write_text("{not json")
+    assert ThroughputStore(tmp_path).estimate("extract|x|cpu", 100) is None
+    assert describe_seconds(None) == "no estimate yet"
+    assert describe_seconds(30) == "~30 s" and describe_seconds(600) == "~10 min"
+    assert describe_seconds(3 * 3600) == "~3.0 h"
+
+
+def test_dry_run_says_no_estimate_then_estimates_from_the_last_run(tmp_path, capsys, monkeypatch):
+    from test_finetune import register_tiny
+
+    register_tiny()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(cache))
+    first = _suite(tmp_path, 6, 1)
+    assert main(["run", first, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "no estimate yet" in out and "fine-tuning on the CPU" in out
+
+    assert main(["run", first, "--results-dir", str(tmp_path / "r")]) == 0
+    text = capsys.readouterr()
+    assert "run ETA" in text.err and "run done" in text.err  # a line per finished job
+    rates = json.loads((cache / "throughput.json").read_text())["rates"]
+    assert key_of("extract", "efficientnet_lite0", "cpu") in rates
+    assert any(k.startswith("train|tiny|cpu|") for k in rates)
+
+    bigger = _suite(tmp_path, 9, 2)  # new images to extract, new training to do
+    assert main(["run", bigger, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "estimated time: ~" in out
+    assert "no estimate yet" not in out.split("estimated time")[1]
+
+    assert main(["run", first, "--dry-run"]) == 0  # everything of this suite is done
+    assert "nothing to do" in capsys.readouterr().out
