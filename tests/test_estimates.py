@@ -78,3 +78,14 @@ def test_dry_run_says_no_estimate_then_estimates_from_the_last_run(tmp_path, cap
 
     assert main(["run", first, "--dry-run"]) == 0  # everything of this suite is done
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_cache_info_shows_resumable_run_state(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    fold = cache / "runs" / "abc123" / "fold-00"
+    fold.mkdir(parents=True)
+    (fold / "state.pt").write_bytes(b"x" * 4096)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["cache", "--cache-dir", str(cache), "info"]) == 0
+    out = capsys.readouterr().out
+    assert "resumable run state" in out and "1 cell(s), 1 fold(s)" in out and "4.0 KB" in out

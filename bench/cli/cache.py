@@ -1,8 +1,9 @@
-"""``leukobench cache info|clear``: inspect and empty the feature cache."""
+"""``leukobench cache info|clear``: inspect and empty the caches (features, predictions, run state)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.cli.common import add_cache_dir, make_console
 
@@ -31,6 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     from bench.feature_cache import FeatureCache
     from bench.prediction_cache import PredictionCache
+    from bench.protocols.context import CacheRoot
 
     info = FeatureCache(args.cache_dir).info()
     packs = info.get("packs", 0)
@@ -48,8 +50,22 @@ def run_info(args: argparse.Namespace) -> int:
     )
     preds = PredictionCache(args.cache_dir).info()
     table.add_row("(Model 1 predictions)", str(preds["entries"]), _size(preds["bytes"]))
+    runs = run_state_info(CacheRoot.default(args.cache_dir).path / "runs")
+    table.add_row(
+        "(resumable run state)",
+        f"{runs['cells']} cell(s), {runs['folds']} fold(s)",
+        _size(runs["bytes"]),
+    )
     make_console().print(table)
     return 0
+
+
+def run_state_info(runs: Path) -> dict[str, int]:
+    """Fine-tuning state kept to resume interrupted runs: cells, folds, bytes."""
+    cells = [d for d in runs.iterdir() if d.is_dir()] if runs.is_dir() else []
+    folds = sum(1 for d in cells for f in d.glob("fold-*") if f.is_dir())
+    size = sum(f.stat().st_size for d in cells for f in d.rglob("*") if f.is_file())
+    return {"cells": len(cells), "folds": folds, "bytes": size}
 
 
 def run_clear(args: argparse.Namespace) -> int:
