@@ -1,92 +1,62 @@
-"""``leukobench run --dry-run``: the plan of a suite and what the caches already hold."""
+"""``leukobench run --dry-run``: the plan of a suite and what the caches already hold.
+
+Each table's protocol plans its own rows (:meth:`bench.protocols.base.Protocol.plan`).
+A row that cannot be built (missing weights, an unknown model) is marked not ok:
+the dry run then exits 2 listing why, so it serves as a CI preflight.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import UserError
+from bench.protocols.base import PlanRow
 from bench.registry import Registry
 from bench.suite import Suite
 
 
-def plan_rows(suite: Suite, registry: Registry) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The dataset summary and one row per (protocol, backbone, seed) with cache status."""
-    from bench.cache_paths import run_workdir
-    from bench.extraction import sample_keys
-    from bench.feature_cache import FeatureCache
-    from bench.runner import RunState, prepare_data, resolve_device, samples_for, splits_for
+def plan_rows(
+    suite: Suite, registry: Registry, *, cache_dir: Path | None = None
+) -> tuple[dict[str, Any], list[PlanRow]]:
+    """The dataset summary and each protocol's rows (per table, backbone and seed)."""
+    from bench.data.prepare import prepare_data
+    from bench.protocols.context import CacheRoot, RunContext
+    from bench.runner import resolve_device
 
-    data = prepare_data(suite, registry)
-    device = resolve_device(suite.config["run"]["device"])
-    state = RunState(
-        suite=suite,
-        registry=registry,
-        data=data,
-        console=Console(stderr=True),
-        progress=False,
-        device=device,
-        cache=FeatureCache(),
-        decoded=None,
-    )
-    rows = []
-    for seed in suite.seeds:
-        for index, proto in enumerate(suite.protocols):
-            onthefly = proto["settings"].get("augmentation") == "onthefly"
-            samples = samples_for(state, proto["augment"] and not onthefly, seed)
-            splits, split = splits_for(samples, proto, seed)
-            for name in proto["backbones"]:
-                row: dict[str, Any] = {
-                    "protocol": index,
-                    "kind": proto["kind"],
-                    "backbone": name,
-                    "seed": seed,
-                    "what": ", ".join(proto["classifiers"]) or "fine-tune",
-                    "split": split["kind"] + (f" x{len(splits)}" if len(splits) > 1 else ""),
-                    "leaky": split["leaky"],
-                    "samples": len(samples),
-                }
-                try:
-                    backbone = state.registry.build_backbone(name, **suite.backbone_options(name))
-                except UserError as exc:
-                    row["status"] = f"cannot build: {exc}"
-                    rows.append(row)
-                    continue
-                if proto["kind"] == "features":
-                    keys = sample_keys(
-                        samples,
-                        backbone,
-                        data.digests,
-                        state.mask,
-                        device,
-                        suite.config["run"]["decoder"],
-                    )
-                    cached = state.cache.count(keys)
-                    row["status"] = f"{cached} cached, {len(keys) - cached} to extract"
-                else:
-                    cell_id = f"finetune|{name}|finetune|seed={seed}|p{index}"
-                    workdir = run_workdir(suite.digest(), data.fingerprint, cell_id)
-                    done = len(list(workdir.glob("fold-*/result.json"))) if workdir.exists() else 0
-                    epochs = int(proto["settings"].get("epochs", 6))
-                    steps = sum(len(train) for train, _ in splits) * epochs
-                    row["status"] = (
-                        f"{done}/{len(splits)} folds done; {steps} training image-steps in all"
-                    )
-                rows.append(row)
+    cache = CacheRoot.default(cache_dir)
+    with cache.activate():
+        data = prepare_data(suite, registry, cache_dir=cache.path)
+        ctx = RunContext(
+            suite=suite,
+            registry=registry,
+            data=data,
+            device=resolve_device(suite.config["run"]["device"]),
+            cache=cache,
+            console=Console(stderr=True),
+            progress=False,
+        )
+        rows: list[PlanRow] = []
+        for seed in suite.seeds:
+            for index, table in enumerate(suite.protocols):
+                rows.extend(ctx.protocol(table["kind"]).plan(ctx, table, index, seed))
     summary = {
         "dataset": data.info["name"],
         "images": data.info["n_images"],
         "classes": data.info["class_counts"],
         "positive": data.info["positive"],
-        "cells": len(suite.cells()),
+        "cells": len(suite.cells(registry)),
     }
     return summary, rows
 
 
-def print_plan(suite: Suite, registry: Registry, console: Console) -> None:
-    summary, rows = plan_rows(suite, registry)
+def print_plan(
+    suite: Suite, registry: Registry, console: Console, *, cache_dir: Path | None = None
+) -> int:
+    """Print the plan; return the exit code (2 when a row cannot be built, else 0)."""
+    summary, rows = plan_rows(suite, registry, cache_dir=cache_dir)
     console.print(
         f"[bold]{suite.name}[/bold]: dataset {summary['dataset']} ({summary['images']} images, "
         f"{summary['classes']}, positive {summary['positive']!r}); {summary['cells']} cells"
@@ -95,15 +65,16 @@ def print_plan(suite: Suite, registry: Registry, console: Console) -> None:
     for col in ("#", "kind", "backbone", "seed", "classifiers", "split", "samples", "status"):
         table.add_column(col)
     for r in rows:
-        split = r["split"] + (" [bold red]LEAKY[/bold red]" if r["leaky"] else "")
+        split = r.split + (" [bold red]LEAKY[/bold red]" if r.leaky else "")
+        status = r.status if r.ok else f"[red]{r.status}[/red]"
         table.add_row(
-            str(r["protocol"]),
-            r["kind"],
-            r["backbone"],
-            str(r["seed"]),
-            r["what"],
-            split,
-            str(r["samples"]),
-            r["status"],
+            str(r.protocol), r.kind, r.backbone, str(r.seed), r.what, split, str(r.samples), status
         )
     console.print(table)
+    bad = [r for r in rows if not r.ok]
+    if not bad:
+        return 0
+    err = Console(stderr=True)
+    for r in bad:
+        err.print(f"error: protocol[{r.protocol}] {r.kind} {r.backbone}: {r.status}", markup=False)
+    return 2

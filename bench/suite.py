@@ -44,17 +44,6 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "scheme": (_STR, ("none", "loey2020")),
         "copies": (_INT, None),
     },
-    "protocol": {
-        "kind": (_STR, ("features", "finetune")),
-        "backbones": (_LIST, None),
-        "classifiers": (_LIST, None),
-        "folds": (_INT, None),
-        "holdout": (_FLOAT, None),
-        "split": (_STR, ("grouped", "paper-leaky")),
-        "augment": (_BOOL, None),
-        "settings": (_DICT, None),
-        "save_model": (_BOOL, None),
-    },
     "run": {
         "device": (_STR, None),
         "batch_size": (_INT, None),
@@ -62,8 +51,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "n_jobs": (_INT, None),
         "cache": (_BOOL, None),
         "decoder": (_STR, None),
+        "executor": (_STR, None),
     },
 }
+# Keys of the resolved configuration that say how to run, not what: left out of the digest,
+# so the same suite run by another executor resumes the same work and names the same runs.
+DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"),)
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -84,13 +77,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cache": True,
         "decoder": "pil",
     },
-}
-PROTOCOL_DEFAULTS: dict[str, Any] = {
-    "classifiers": [],
-    "split": "grouped",
-    "augment": True,
-    "settings": {},
-    "save_model": False,
 }
 
 _TYPE_NAMES = {
@@ -147,8 +133,16 @@ class Suite:
         return self.config["protocol"]
 
     def digest(self) -> str:
-        """Digest of the resolved configuration (names runs, keys resumable work)."""
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+        """Digest of the resolved configuration (names runs, keys resumable work).
+
+        Keys of :data:`DIGEST_IGNORES` (how to run, e.g. the executor) are left out.
+        """
+        config = self.config
+        if any(key in config.get(section, {}) for section, key in DIGEST_IGNORES):
+            config = copy.deepcopy(config)
+            for section, key in DIGEST_IGNORES:
+                config.get(section, {}).pop(key, None)
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
     def backbone_options(self, name: str) -> dict[str, Any]:
         return dict(self.config["backbone"].get(name, {}))
@@ -163,16 +157,16 @@ class Suite:
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p)
 
-    def cells(self) -> list[Cell]:
+    def cells(self, registry: Registry | None = None) -> list[Cell]:
+        """Every cell, in run order (seed, then table), as each table's protocol yields them."""
+        if registry is None:
+            from bench.registry import get_registry
+
+            registry = get_registry()
         out = []
         for seed in self.seeds:
             for i, proto in enumerate(self.protocols):
-                for backbone in proto["backbones"]:
-                    if proto["kind"] == "features":
-                        for clf in proto["classifiers"]:
-                            out.append(Cell(i, "features", backbone, clf, seed))
-                    else:
-                        out.append(Cell(i, "finetune", backbone, "finetune", seed))
+                out.extend(registry.protocol(proto["kind"]).factory().cells(proto, i, seed))
         return out
 
 
@@ -310,7 +304,21 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
         raise check.fail("protocol", "missing: add at least one [[protocol]] table")
     if not isinstance(protocols, list):
         raise check.fail("protocol", "expected an array of tables: write [[protocol]]")
-    cfg["protocol"] = [_protocol(check, f"protocol[{i}]", p) for i, p in enumerate(protocols)]
+    if registry is None:
+        from bench.registry import get_registry
+
+        registry_for_kinds = get_registry()
+    else:
+        registry_for_kinds = registry
+    cfg["protocol"] = [
+        _protocol(check, f"protocol[{i}]", p, registry_for_kinds, registry)
+        for i, p in enumerate(protocols)
+    ]
+    if "executor" in cfg["run"] and registry is not None:
+        try:
+            registry.executor(cfg["run"]["executor"])
+        except UserError as exc:
+            raise check.fail("run.executor", str(exc)) from None
 
     for kind in ("backbone", "classifier"):
         table = raw.get(kind, {})
@@ -339,39 +347,24 @@ def _check_mask(check: _Checker, mask: list) -> None:
             )
 
 
-def _protocol(check: _Checker, where: str, proto: Any) -> dict[str, Any]:
-    check.table("protocol", where, proto)
+def _protocol(
+    check: _Checker, where: str, proto: Any, kinds: Registry, registry: Registry | None
+) -> dict[str, Any]:
+    """One ``[[protocol]]`` table, checked and resolved by the protocol its ``kind`` names."""
+    if not isinstance(proto, dict):
+        raise check.fail(where, "expected a table")
     if "kind" not in proto:
-        raise check.fail(
-            f"{where}.kind", "missing ('features' for Model 1, 'finetune' for Model 2)"
-        )
-    out = {**copy.deepcopy(PROTOCOL_DEFAULTS), **copy.deepcopy(proto)}
-    if not out.get("backbones"):
-        raise check.fail(f"{where}.backbones", "missing: a list of backbone names")
-    for key in ("backbones", "classifiers"):
-        if not all(isinstance(v, str) for v in out[key]):
-            raise check.fail(f"{where}.{key}", "expected a list of names")
-    if out["kind"] == "features":
-        if not out["classifiers"]:
-            raise check.fail(
-                f"{where}.classifiers", "missing: a features protocol needs classifiers"
-            )
-        if "holdout" in out:
-            raise check.fail(f"{where}.holdout", "features protocols use folds (k-fold CV)")
-        out.setdefault("folds", 10)
-    elif out["classifiers"]:
-        raise check.fail(
-            f"{where}.classifiers", "a finetune protocol trains its own head; remove it"
-        )
-    if "holdout" in out and "folds" in out:
-        raise check.fail(where, "give either folds or holdout, not both")
-    if "holdout" not in out and "folds" not in out:
-        out["holdout"] = 0.2
-    if "folds" in out and out["folds"] < 2:
-        raise check.fail(f"{where}.folds", "must be at least 2")
-    if "holdout" in out and not 0 < out["holdout"] < 1:
-        raise check.fail(f"{where}.holdout", "must be a fraction between 0 and 1")
-    return out
+        known = ", ".join(repr(k) for k in kinds.protocols)
+        raise check.fail(f"{where}.kind", f"missing (a protocol name: {known})")
+    kind = proto["kind"]
+    if not isinstance(kind, str):
+        raise check.fail(f"{where}.kind", f"expected a string, got {kind!r}")
+    if kind not in kinds.protocols:
+        known = list(kinds.protocols)
+        hint = suggest(kind, known) or f" (allowed: {', '.join(known)})"
+        raise check.fail(f"{where}.kind", f"{kind!r} is not allowed{hint}")
+    protocol = kinds.protocol(kind).factory()
+    return protocol.validate(proto, f"{check.where}: {where}", registry)
 
 
 def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> None:
@@ -382,13 +375,13 @@ def _check_names(check: _Checker, cfg: dict[str, Any], registry: Registry) -> No
     used_b: set[str] = set()
     used_c: set[str] = set()
     for i, proto in enumerate(cfg["protocol"]):
-        for name in proto["backbones"]:
+        for name in proto.get("backbones", []):
             try:
                 registry.backbone(name)
             except UserError as exc:
                 raise check.fail(f"protocol[{i}].backbones", str(exc)) from None
             used_b.add(name)
-        for name in proto["classifiers"]:
+        for name in proto.get("classifiers", []):
             try:
                 registry.classifier(name)
             except UserError as exc:

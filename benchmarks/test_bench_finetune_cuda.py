@@ -7,7 +7,7 @@ EfficientNet-Lite0 (bf16 autocast, channels_last) this measures images/s of a
 full training step (forward, loss, backward, SGD with momentum) at batch 5
 with (a) the plain for-each SGD, (b) the fused SGD the protocol uses and
 (c) the whole step captured as a CUDA graph
-(:class:`bench.protocols.graph_step.GraphedStep`), and at batch 256 for
+(:class:`bench.protocols.finetune.graph_step.GraphedStep`), and at batch 256 for
 comparison. ``test_graph_step_matches_eager`` checks that the captured step
 trains exactly like the eager one (float32, dropout off).
 """
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bench.protocols.finetune import FinetuneSettings, build_optimizer
-from bench.protocols.graph_step import GraphedStep
+from bench.protocols.finetune.graph_step import GraphedStep
 from bench.registry import get_registry
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -248,9 +248,11 @@ def test_dry_run_marks_leaky_split_and_missing_weights(tmp_path, capsys, monkeyp
             Image.new("RGB", (32, 32), (i * 20, 80 if cls == "healthy" else 160, 90)).save(
                 tmp_path / "d" / cls / f"{i}.png"
             )
-    assert main(["run", "loey2020", "--data", str(tmp_path / "d"), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "LEAKY" in out and "alexnet-owt-7be5be79.pth" in out
+    # missing weights: the dry run is a CI preflight, so it fails (exit 2) naming the file
+    assert main(["run", "loey2020", "--data", str(tmp_path / "d"), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "LEAKY" in captured.out and "alexnet-owt-7be5be79.pth" in captured.out
+    assert "error: protocol[0] features alexnet: cannot build" in captured.err
 
 
 def test_leaderboard_leaves_out_synthetic_runs_unless_asked(tmp_path, capsys):

@@ -23,7 +23,7 @@ from bench.data.imageset import ImageSet, Samples
 from bench.errors import UnknownNameError, UserError
 from bench.hookspecs import hookimpl
 from bench.protocols import finetune as ft
-from bench.protocols.finetune import FinetuneSettings, carve_validation, finetune_cv
+from bench.protocols.finetune import FinetuneSettings, carve_validation, finetune_cv, training
 from bench.specs import BackboneSpec
 
 TESTS = Path(__file__).resolve().parent
@@ -219,7 +219,7 @@ def test_finished_folds_are_not_trained_again(tmp_path):
 
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
     whole = run_tiny(tmp_path / "whole", epochs=4, schedule="cosine")[0]
-    real_save = ft.save_training_state
+    real_save = training.save_training_state
     calls = []
 
     def save_then_die(path, state):
@@ -228,11 +228,11 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ft, "save_training_state", save_then_die)
+    monkeypatch.setattr(training, "save_training_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tmp_path / "killed", epochs=4, schedule="cosine")
     assert calls == [1, 2] and not (tmp_path / "killed/fold-00/result.json").exists()
-    monkeypatch.setattr(ft, "save_training_state", real_save)
+    monkeypatch.setattr(training, "save_training_state", real_save)
     resumed = run_tiny(tmp_path / "killed", epochs=4, schedule="cosine")[0]
     assert resumed.resumed and resumed.history == whole.history
     assert np.array_equal(resumed.score, whole.score)
@@ -245,12 +245,12 @@ _CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 import test_finetune as t
-from bench.protocols import finetune as ft
-real = ft.save_training_state
+from bench.protocols.finetune import training
+real = training.save_training_state
 def slow_save(path, state):
     real(path, state)
     time.sleep(60)  # the parent kills us here, after epoch 1's state is on disk
-ft.save_training_state = slow_save
+training.save_training_state = slow_save
 t.run_tiny(__import__("pathlib").Path({workdir!r}), epochs=3)
 """
 
@@ -282,7 +282,7 @@ def test_corrupt_training_state_is_a_user_error(tmp_path, monkeypatch):
         path.write_bytes(b"garbage, not a torch file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ft, "save_training_state", die)
+    monkeypatch.setattr(training, "save_training_state", die)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tmp_path)
     monkeypatch.undo()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.cli import main
-from bench.protocols import finetune as ft
+from bench.protocols.finetune import training as ft
 
 SUITE = """
 [suite]

@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="let backbones download missing pretrained weights (torchvision/timm caches)",
     )
     p.add_argument("--extra-metrics", action="store_true", help="show F1, MCC, ROC-AUC too")
+    p.add_argument(
+        "--executor",
+        metavar="NAME",
+        help="what runs the jobs: local (default), or an executor plugin (leukobench list executors)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,18 +63,17 @@ def run(args: argparse.Namespace) -> int:
     from bench.registry import get_registry
     from bench.suite import load_suite
 
-    if args.cache_dir:
-        os.environ["LEUKOBENCH_CACHE"] = str(args.cache_dir)
     if args.allow_download:
         os.environ["LEUKOBENCH_ALLOW_DOWNLOAD"] = "1"
     registry = get_registry()
+    if args.executor:
+        registry.executor(args.executor)  # unknown name: exit 2 with suggestions
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
     console = Console()
     if args.dry_run:
         from bench.plan import print_plan
 
-        print_plan(suite, registry, console)
-        return 0
+        return print_plan(suite, registry, console, cache_dir=args.cache_dir)
 
     from bench.runner import run_suite
 
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=True if args.skip_bad else None,
         cache_dir=args.cache_dir,
         use_cache=False if args.no_cache else None,
+        executor=args.executor,
     )
     from bench.summary import print_run_summary
 

@@ -114,8 +114,9 @@ def _decode_check(data: bytes) -> str | None:
 class _VerdictCache:
     """Digest -> (pixels, reason) index, one small JSON file, written atomically."""
 
-    def __init__(self) -> None:
-        self.path = cache_root() / "validated" / f"verdicts-v{CHECK_VERSION}.json"
+    def __init__(self, root: Path | None = None) -> None:
+        root = Path(root) if root is not None else cache_root()
+        self.path = root / "validated" / f"verdicts-v{CHECK_VERSION}.json"
         self.lock = threading.Lock()
         self.new: dict[str, list[Any]] = {}
         try:
@@ -180,11 +181,15 @@ def validate(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_per_class: int | None = None,
     workers: int = 2,
+    cache_dir: Path | None = None,
 ) -> tuple[ImageSet, ValidationReport]:
-    """Check every image of ``imageset``; return the usable set and a report."""
+    """Check every image of ``imageset``; return the usable set and a report.
+
+    Verdicts are cached under ``cache_dir/validated/`` (default: :func:`cache_root`).
+    """
     n = len(imageset)
     rel = [imageset.relpath(i) for i in range(n)]
-    cache = _VerdictCache()
+    cache = _VerdictCache(cache_dir)
     if workers > 1 and n > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(lambda p: _check_file(p, max_pixels, cache), imageset.paths))

@@ -1,0 +1,208 @@
+"""Model 1 as a protocol: pretrained features, then classical classifiers under k-fold CV.
+
+Jobs: one ``extract`` job per backbone (its features, from the cache where
+possible) and one ``fit`` job per (backbone, classifier) depending on it. In
+one process the first ``fit`` job of a backbone fits every classifier of that
+backbone at once (one shared Gram matrix, as before jobs existed); the others
+take their share from the context's memo. Results are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import UserError
+from bench.protocols.base import Job, PlanRow, Protocol, Resources
+from bench.protocols.tables import (
+    AUGMENT,
+    BACKBONES,
+    CLASSIFIERS,
+    FOLDS,
+    SAVE_MODEL,
+    SETTINGS,
+    SPLIT,
+    resolve_table,
+)
+from bench.suite import Cell
+
+if TYPE_CHECKING:
+    from bench.protocols.context import RunContext
+    from bench.records import CellRecord
+    from bench.registry import Registry
+
+_MEMO = "features.fits"
+
+
+class FeaturesProtocol(Protocol):
+    """Model 1 (Loey et al.): backbone features x classifiers on shared grouped folds."""
+
+    name = "features"
+    model = "Model 1"
+    description = "pretrained backbone features + classical classifiers, k-fold CV (Model 1)"
+    table_keys = (BACKBONES, CLASSIFIERS, FOLDS, SPLIT, AUGMENT, SETTINGS, SAVE_MODEL)
+    settings = ()
+
+    # -- suite time -----------------------------------------------------------------------
+    def validate(self, table: Mapping[str, Any], where: str, registry: Registry | None) -> dict:
+        if "holdout" in table:
+            raise UserError(f"{where}.holdout: features protocols use folds (k-fold CV)")
+        out = resolve_table(self.table_keys, table, where, default_folds=10)
+        if not out["classifiers"]:
+            raise UserError(f"{where}.classifiers: missing: a features protocol needs classifiers")
+        if out["settings"]:
+            key = next(iter(out["settings"]))
+            raise UserError(f"{where}.settings.{key}: unknown key (features takes no settings)")
+        return out
+
+    def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
+        return [
+            Cell(index, self.name, b, c, seed)
+            for b in table["backbones"]
+            for c in table["classifiers"]
+        ]
+
+    def plan(
+        self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
+    ) -> list[PlanRow]:
+        from bench.extraction import sample_keys
+
+        samples = ctx.samples(table["augment"], seed)
+        splits, split = ctx.splits(samples, table, seed)
+        rows = []
+        for name in table["backbones"]:
+            row = PlanRow(
+                protocol=index,
+                kind=self.name,
+                backbone=name,
+                seed=seed,
+                what=", ".join(table["classifiers"]),
+                split=split.kind + (f" x{len(splits)}" if len(splits) > 1 else ""),
+                leaky=split.leaky,
+                samples=len(samples),
+                status="",
+            )
+            try:
+                backbone = ctx.backbone(name)
+            except UserError as exc:
+                row.status, row.ok = f"cannot build: {exc}", False
+                rows.append(row)
+                continue
+            keys = sample_keys(
+                samples, backbone, ctx.data.digests, ctx.mask, ctx.device, _decoder(ctx)
+            )
+            cache = ctx.cache.features()
+            cached = cache.count(keys)
+            row.status = f"{cached} cached, {len(keys) - cached} to extract"
+            rows.append(row)
+        return rows
+
+    # -- run time --------------------------------------------------------------------------
+    def jobs(
+        self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
+    ) -> list[Job]:
+        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
+        common = {"table": dict(table), "index": index, "seed": seed}
+        out: list[Job] = []
+        for name in table["backbones"]:
+            mine = [c for c in cells if c.backbone == name]
+            if not mine:
+                continue
+            ctx.backbone(name)  # a backbone that cannot be built fails now, before any work
+            extract = Job(
+                id=f"p{index}|seed={seed}|extract|{name}",
+                protocol=self.name,
+                kind="extract",
+                payload={**common, "backbone": name},
+                resources=Resources(gpus=gpu),
+                cells=tuple(c.id for c in mine),
+            )
+            out.append(extract)
+            group = [c.classifier for c in mine]
+            for cell in mine:
+                out.append(
+                    Job(
+                        id=f"fit|{cell.id}",
+                        protocol=self.name,
+                        kind="fit",
+                        payload={
+                            **common,
+                            "backbone": name,
+                            "classifier": cell.classifier,
+                            "group": group,
+                        },
+                        deps=(extract.id,),
+                        cells=(cell.id,),
+                    )
+                )
+        return out
+
+    def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:
+        p = job.payload
+        table, seed = p["table"], p["seed"]
+        samples = ctx.samples(table["augment"], seed)
+        if job.kind == "extract":
+            return ctx.features(p["backbone"], samples, table["augment"], seed)
+        from bench.protocols.features.fits import predictions
+
+        X = inputs[job.deps[0]]
+        memo = ctx.memo(_MEMO)
+        key = (job.deps[0], p["classifier"])
+        if key not in memo:
+            names = p["group"] if ctx.fit_together else [p["classifier"]]
+            names = [n for n in names if (job.deps[0], n) not in memo] or [p["classifier"]]
+            splits, _ = ctx.splits(samples, table, seed)
+            classifiers = {n: ctx.suite.classifier_options(n) for n in names}
+            preds, cached = predictions(ctx, X, samples.labels, splits, classifiers)
+            for n in names:
+                memo[(job.deps[0], n)] = {"folds": preds[n], "from_cache": n in cached}
+        return memo.pop(key)
+
+    def assemble(
+        self,
+        ctx: RunContext,
+        table: Mapping[str, Any],
+        index: int,
+        seed: int,
+        cells: list[Cell],
+        results: Mapping[str, Any],
+    ) -> list[CellRecord]:
+        from bench.metrics import summarize
+        from bench.protocols.cells import base_cell, fold_records, model_entry
+        from bench.protocols.features.fits import save_pipeline
+
+        imageset = ctx.data.imageset
+        n_classes, positive = len(imageset.classes), imageset.positive_index
+        samples = ctx.samples(table["augment"], seed)
+        _, split = ctx.splits(samples, table, seed)
+        out = []
+        for cell in cells:
+            fit = results[f"fit|{cell.id}"]
+            spec = ctx.registry.classifier(cell.classifier)
+            options = ctx.suite.classifier_options(cell.classifier)
+            rec = base_cell(
+                ctx,
+                cell,
+                model=self.model,
+                label=spec.paper_label or spec.name,
+                samples=samples,
+                split=split,
+                augmentation=ctx.augmentation_info(table["augment"]),
+                classifier_options=options,
+            )
+            rec.predictions_from_cache = fit["from_cache"]
+            rec.folds = fold_records(fit["folds"], n_classes, positive)
+            rec.metrics = summarize(
+                fit["folds"], n_classes=n_classes, positive_index=positive, seed=seed
+            )
+            if table["save_model"]:
+                X = results[f"p{index}|seed={seed}|extract|{cell.backbone}"]
+                path = save_pipeline(ctx, cell.backbone, cell.classifier, options, X, samples)
+                rec.sections["models"] = [model_entry(ctx, path, None)]
+            rec.status = "complete"
+            out.append(rec)
+        return out
+
+
+def _decoder(ctx: RunContext) -> str:
+    return ctx.suite.config["run"]["decoder"]
