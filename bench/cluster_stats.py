@@ -112,9 +112,7 @@ def unit_summary(
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     s = None if score is None else np.asarray(score, dtype=float)
-    pooled = compute_metrics(
-        y_true, y_pred, s, n_classes=n_classes, positive_index=positive_index
-    )
+    pooled = compute_metrics(y_true, y_pred, s, n_classes=n_classes, positive_index=positive_index)
     reps = unit_replicates(
         y_true,
         y_pred,

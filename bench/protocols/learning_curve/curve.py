@@ -109,8 +109,14 @@ def summarise_curve(
             )
             index = idx if index is None else index
             one = unit_summary(
-                yt, yp, sc, groups[idx], n_classes=n_classes,
-                positive_index=positive_index, seed=seed, n_boot=0,
+                yt,
+                yp,
+                sc,
+                groups[idx],
+                n_classes=n_classes,
+                positive_index=positive_index,
+                seed=seed,
+                n_boot=0,
             )
             repeat_values.append(one["pooled"][metric])
             y_true.append(yt)
@@ -120,11 +126,19 @@ def summarise_curve(
             per_repeat.append(yp.tolist())
         score_all = None if any(s is None for s in scores) else np.concatenate(scores)
         summary = unit_summary(
-            np.concatenate(y_true), np.concatenate(y_pred), score_all, np.concatenate(units),
-            n_classes=n_classes, positive_index=positive_index, seed=seed, n_boot=n_boot,
+            np.concatenate(y_true),
+            np.concatenate(y_pred),
+            score_all,
+            np.concatenate(units),
+            n_classes=n_classes,
+            positive_index=positive_index,
+            seed=seed,
+            n_boot=n_boot,
         )
         n_units = [plan.units[(i, r, j)] for i in range(plan.n_folds) for r in range(plan.repeats)]
-        n_images = [plan.images[(i, r, j)] for i in range(plan.n_folds) for r in range(plan.repeats)]
+        n_images = [
+            plan.images[(i, r, j)] for i in range(plan.n_folds) for r in range(plan.repeats)
+        ]
         values = np.asarray(repeat_values, dtype=float)
         points.append(
             {

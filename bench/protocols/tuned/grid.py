@@ -60,7 +60,9 @@ def expand_grid(
     for name, params in grid.items():
         here = f"{where}.{name}"
         if not isinstance(params, Mapping) or not params:
-            raise UserError(f"{here}: expected a table of option -> list of values, e.g. {{ C = [0.1, 1] }}")
+            raise UserError(
+                f"{here}: expected a table of option -> list of values, e.g. {{ C = [0.1, 1] }}"
+            )
         keys = sorted(params)
         values = []
         for key in keys:

@@ -150,7 +150,12 @@ def nested_cross_validate(
     todo = {p.alias: p.options for p in points if p.alias not in preds}
     if todo:
         fitted = cross_validate(
-            X, y, folds, todo, positive_index=positive_index, n_jobs=n_jobs,
+            X,
+            y,
+            folds,
+            todo,
+            positive_index=positive_index,
+            n_jobs=n_jobs,
             registry=AliasRegistry(registry, points),
         )
         for p in points:
@@ -167,10 +172,16 @@ def nested_cross_validate(
         for i in range(n_outer):
             k = len(inner[i])
             means = [
-                float(np.mean([
-                    _fold_score(preds[p.alias][start + j], metric, n_classes, positive_index)
-                    for j in range(k)
-                ]))
+                float(
+                    np.mean(
+                        [
+                            _fold_score(
+                                preds[p.alias][start + j], metric, n_classes, positive_index
+                            )
+                            for j in range(k)
+                        ]
+                    )
+                )
                 for p in pts
             ]
             start += k
@@ -183,7 +194,11 @@ def nested_cross_validate(
             for p in pts
         ]
         out[name] = NestedResult(
-            list(pts), inner_means, chosen, outer_preds, by_candidate,
+            list(pts),
+            inner_means,
+            chosen,
+            outer_preds,
+            by_candidate,
             from_cache=all(p.alias in hits for p in pts),
         )
     return out
