@@ -30,7 +30,10 @@ def test_subsamples_are_nested_stratified_grouped_and_seeded():
     for s in subs:
         kept = set(g[s.rows])
         # whole groups only: every copy of a kept group is kept
-        assert all(set(np.flatnonzero(np.isin(g[train], [k]))) <= set(np.searchsorted(train, s.rows)) for k in list(kept)[:5])
+        assert all(
+            set(np.flatnonzero(np.isin(g[train], [k]))) <= set(np.searchsorted(train, s.rows))
+            for k in list(kept)[:5]
+        )
         assert s.n_units == len(kept)
         for c in (0, 1):  # stratified: ceil(f * n_c) groups of each class
             assert s.units_per_class[c] == max(1, math.ceil(s.fraction * n_groups[c] - 1e-9))
@@ -44,7 +47,7 @@ def test_curve_keeps_test_folds_and_fits_full_size_once():
     X, y, g = fc7_like(n=300)
     splits = make_folds(y, g, folds=3, seed=0)
     plan = curve_plan(splits, y, g, FRACTIONS, repeats=2, seed=0)
-    for (i, r, j), k in plan.where.items():
+    for (i, _r, _j), k in plan.where.items():
         assert np.array_equal(plan.fits[k][1], splits[i][1])  # same test fold at every point
         assert not set(g[plan.fits[k][0]]) & set(g[splits[i][1]])
     # 100% is the same fit for every repeat: 3 folds x (2 repeats x 4 fractions + 1)
@@ -98,7 +101,11 @@ repeats = 2
 def test_bad_settings_exit_before_any_image(tmp_path, extra, message):
     f = tmp_path / "s.toml"
     text = SUITE.replace("repeats = 2\n", "") if extra.startswith("repeats") else SUITE
-    text = text.replace("fractions = [0.5, 0.25, 1.0]\n", "") if extra.startswith("fractions") else text
+    text = (
+        text.replace("fractions = [0.5, 0.25, 1.0]\n", "")
+        if extra.startswith("fractions")
+        else text
+    )
     f.write_text(text + extra + "\n")
     with pytest.raises(UserError, match=message):
         load_suite(str(f), registry=get_registry())
