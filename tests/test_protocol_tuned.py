@@ -165,3 +165,21 @@ def test_tuned_suite_runs_resumes_and_reports(tmp_path):
     again, _ = run_suite(suite, results_dir=tmp_path / "r2", progress=False)
     assert again["cells"][0]["predictions_from_cache"] is True
     assert again["cells"][0]["folds"] == cell["folds"]
+
+
+def test_new_protocols_are_documented_and_their_suites_load():
+    from pathlib import Path
+
+    from bench.suite import builtin_suites
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "suites.md").read_text()
+    registry = get_registry()
+    for name in ("external", "learning-curve", "tuned"):
+        proto = registry.protocol(name).factory()
+        assert f'`kind = "{name}"`' in docs
+        for setting in proto.table_keys:
+            assert f"| `{setting.name}` |" in docs, (name, setting.name)
+    for suite in ("external-aria-cnmc", "learning-curve", "tuned-svm"):
+        assert suite in builtin_suites() and f"`{suite}`" in docs
+        loaded = load_suite(suite, registry=registry)
+        assert loaded.protocols[0]["kind"] in ("external", "learning-curve", "tuned")

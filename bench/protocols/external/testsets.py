@@ -9,7 +9,7 @@ would be a leak) and counted in the record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +68,7 @@ def validate_test_data(value: Any, where: str, class_map: Mapping[str, Any]) -> 
         for key, target in spec["class_map"].items():
             if not isinstance(target, str):
                 raise UserError(f"{here}.class_map.{key}: expected a class name, got {target!r}")
-        spec["class_map"] = {**dict(class_map), **spec["class_map"]}
+        spec["table_class_map"] = dict(class_map)
         name = spec.get("name") or (
             Path(spec["path"]).name if spec.get("path") else spec["dataset"]
         )
@@ -97,6 +97,12 @@ class TestSet:
         return np.asarray(self.imageset.groups, dtype=object)
 
 
+def effective_class_map(spec: Mapping[str, Any], test_classes: Sequence[str]) -> dict[str, str]:
+    """The test set's own class_map over the table's (whose names absent from this set are skipped)."""
+    shared = {k: v for k, v in (spec.get("table_class_map") or {}).items() if k in test_classes}
+    return {**shared, **dict(spec.get("class_map") or {})}
+
+
 def _resolve_path(ctx: RunContext, path: str | None) -> Path | None:
     if not path:
         return None
@@ -123,7 +129,7 @@ def match_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> Clas
     return match_classes(
         list(ctx.data.imageset.classes),
         list(raw.classes),
-        spec["class_map"],
+        effective_class_map(spec, raw.classes),
         where,
         only_shared=spec["only_shared"],
     )
@@ -184,7 +190,7 @@ def load_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> TestS
         "n_units": len(set(imageset.groups)),
         "classes": list(checked.classes),
         "class_counts": counts,
-        "class_map": dict(spec["class_map"]),
+        "class_map": effective_class_map(spec, checked.classes),
         **match.as_dict(),
         "excluded": [{"path": p, "reason": r} for p, r in report.excluded],
         "overlap_with_training": len(overlap),
