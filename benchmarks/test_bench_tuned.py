@@ -87,7 +87,8 @@ def gridsearch_in_cross_validate(X, y, outer, inner, builtin: bool):
         )
         for n in GRID:
             preds[n].append(out[n][0].y_pred)
-    return preds
+            chosen[n].append(int(searches[n].best_index_))
+    return chosen, preds
 
 
 def test_nested_cv_shared_gram_vs_gridsearchcv():
@@ -102,9 +103,10 @@ def test_nested_cv_shared_gram_vs_gridsearchcv():
     times = {"nested (one Gram matrix)": t_nested}
     for builtin, label in ((False, "GridSearchCV(SVC)"), (True, "GridSearchCV(KernelSVC)")):
         t0 = time.perf_counter()
-        preds = gridsearch_in_cross_validate(X, y, outer, inner, builtin)
+        chosen, preds = gridsearch_in_cross_validate(X, y, outer, inner, builtin)
         times[label] = time.perf_counter() - t0
         for n in GRID:
+            assert chosen[n] == nested[n].chosen, (label, n)
             for i in range(len(outer)):
                 assert np.array_equal(preds[n][i], nested[n].outer[i].y_pred), (label, n, i)
     fits = sum(len(p) for p in grid.values()) * (len(outer) + sum(len(f) for f in inner))
