@@ -49,6 +49,18 @@ def fc7_like(n: int, d: int, copies: int = 3, seed: int = 0):
     )
 
 
+_BEST: list[int] = []
+
+
+class _RecordingSearch(GridSearchCV):
+    """GridSearchCV that notes its choice (cross_validate fits a clone of it)."""
+
+    def fit(self, X, y=None, **params):
+        super().fit(X, y, **params)
+        _BEST.append(int(self.best_index_))
+        return self
+
+
 class _Searches:
     """A registry view whose classifier ``name`` is a GridSearchCV over fixed inner folds."""
 
@@ -67,15 +79,12 @@ def gridsearch_in_cross_validate(X, y, outer, inner, builtin: bool):
         cv = [
             (np.array([pos[a] for a in tr]), np.array([pos[b] for b in te])) for tr, te in inner[i]
         ]
-        searches = {}
 
-        def make(name, cv=cv, searches=searches):
+        def make(name, cv=cv):
             est = registry.build_classifier(name)
-            searches[name] = GridSearchCV(
-                est if builtin else reference_estimator(est), GRID[name], cv=cv
-            )
-            return searches[name]
+            return _RecordingSearch(est if builtin else reference_estimator(est), GRID[name], cv=cv)
 
+        del _BEST[:]
         out = cross_validate(
             X,
             y,
@@ -85,9 +94,10 @@ def gridsearch_in_cross_validate(X, y, outer, inner, builtin: bool):
             registry=_Searches(make),
             n_jobs=1,
         )
-        for n in GRID:
+        assert len(_BEST) == len(GRID), (builtin, i, _BEST)
+        for n, best in zip(GRID, _BEST, strict=True):  # n_jobs=1: fitted in GRID order
             preds[n].append(out[n][0].y_pred)
-            chosen[n].append(int(searches[n].best_index_))
+            chosen[n].append(best)
     return chosen, preds
 
 
