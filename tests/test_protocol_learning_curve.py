@@ -132,3 +132,34 @@ def test_learning_curve_runs_resumes_and_draws(tmp_path):
     again, _ = run_suite(suite, results_dir=tmp_path / "r2", progress=False)
     assert all(c["predictions_from_cache"] for c in again["cells"])
     assert again["cells"][0]["learning_curve"]["points"] == lc["points"]
+
+
+@pytest.mark.slow
+def test_real_cnmc_curve_counts_patients(tmp_path, dataset_dir):
+    """Real data: C-NMC mini (60 cells, 37 patients); units are patients, never split."""
+    cnmc = dataset_dir("cnmc2019_mini")
+    f = tmp_path / "s.toml"
+    f.write_text(
+        f"""
+[suite]
+name = "real-curve"
+[data]
+dataset = "imagefolder"
+path = "{cnmc.as_posix()}"
+[[protocol]]
+kind = "learning-curve"
+backbones = ["efficientnet_lite0"]
+classifiers = ["svm-linear"]
+folds = 3
+fractions = [0.25, 1.0]
+repeats = 2
+n_boot = 200
+"""
+    )
+    suite = load_suite(str(f))
+    record, _ = run_suite(suite, results_dir=tmp_path / "r", progress=False)
+    lc = record["cells"][0]["learning_curve"]
+    small, full = lc["points"]
+    assert full["test_units"] == 37 and small["test_units"] == 37
+    assert small["n_units"] < full["n_units"] <= 37 * 2 / 3 + 2  # patients, not cells
+    assert full["n_images"] > full["n_units"]  # several cells per patient

@@ -183,3 +183,34 @@ def test_new_protocols_are_documented_and_their_suites_load():
         assert suite in builtin_suites() and f"`{suite}`" in docs
         loaded = load_suite(suite, registry=registry)
         assert loaded.protocols[0]["kind"] in ("external", "learning-curve", "tuned")
+
+
+@pytest.mark.slow
+def test_real_cnmc_nested_cv_by_patient(tmp_path, dataset_dir):
+    """Real data: C-NMC mini grouped by patient; the choice per fold is recorded and stable-or-not."""
+    cnmc = dataset_dir("cnmc2019_mini")
+    f = tmp_path / "s.toml"
+    f.write_text(
+        f"""
+[suite]
+name = "real-tuned"
+[data]
+dataset = "imagefolder"
+path = "{cnmc.as_posix()}"
+[[protocol]]
+kind = "tuned"
+backbones = ["efficientnet_lite0"]
+grid = {{ "svm-linear" = {{ C = [0.001, 1] }} }}
+folds = 3
+inner_folds = 2
+"""
+    )
+    record, _ = run_suite(load_suite(str(f)), results_dir=tmp_path / "r", progress=False)
+    cell = record["cells"][0]
+    t = cell["tuning"]
+    groups = np.asarray(record["dataset"]["paths"])  # one record per image; patients in groups
+    assert len(t["per_fold"]) == 3 and sum(t["stability"]["counts"].values()) == 3
+    assert len(groups) == 60
+    tested = sorted(i for fold in cell["folds"] for i in fold["test_index"])
+    assert tested == list(range(60))
+    assert t["nested_score"] == pytest.approx(cell["metrics"]["pooled"]["accuracy"])
