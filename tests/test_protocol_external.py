@@ -178,8 +178,11 @@ def test_external_run_models_1_and_2_reports_and_resumes(tmp_path, throwaway, ca
     assert main(["run", str(f), "--dry-run"]) == 0
     assert "external" in capsys.readouterr().out
     suite = load_suite(str(f), registry=throwaway)
-    record, _ = run_suite(suite, registry=throwaway, results_dir=tmp_path / "r", progress=False)
+    record, path = run_suite(suite, registry=throwaway, results_dir=tmp_path / "r", progress=False)
     assert record["status"] == "complete"
+    assert main(["report", str(path), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "External validation - trained on synthetic" in out and "knn1" not in out.split("###")[0]
     cells = {(c["classifier"], c["external"]["test"]["name"]): c for c in record["cells"]}
     assert set(cells) == {
         (m, t) for m in ("centroid", "knn1", "finetune") for t in ("other-site", "synth-b")

@@ -147,15 +147,21 @@ def test_bad_tables_exit_before_any_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_tuned_suite_runs_resumes_and_reports(tmp_path):
+def test_tuned_suite_runs_resumes_and_reports(tmp_path, capsys):
     f = tmp_path / "s.toml"
     f.write_text(
         SUITE.format(grid=json.dumps({"svm-gaussian": {"C": [0.01, 1]}}).replace(":", " ="))
     )
     suite = load_suite(str(f), registry=get_registry())
-    record, _ = run_suite(suite, results_dir=tmp_path / "r", progress=False)
+    record, path = run_suite(suite, results_dir=tmp_path / "r", progress=False)
     cell = record["cells"][0]
     assert cell["status"] == "complete" and cell["protocol"] == "tuned"
+    from bench.cli import main
+
+    assert main(["report", str(path), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "Tuned settings per outer fold" in out and "Tuned by nested CV" in out
+    assert "SVM (Gaussian), tuned C (nested CV)" in out
     t = cell["tuning"]
     assert len(t["per_fold"]) == 3 and t["inner_folds"] == 2
     assert {f["label"] for f in t["per_fold"]} <= {"C=0.01", "C=1"}
