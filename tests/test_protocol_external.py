@@ -246,3 +246,28 @@ test_data = [{{ dataset = "imagefolder", path = "{test.as_posix()}", name = "ari
     assert s["in_domain"]["n_units"] == 37  # intervals over patients, not cells
     lo, hi = s["external"]["ci"]["accuracy"]
     assert lo <= s["external"]["pooled"]["accuracy"] <= hi
+
+
+def test_the_tables_class_map_applies_to_the_sets_that_have_those_classes():
+    from bench.protocols.external.testsets import effective_class_map, validate_test_data
+
+    specs = validate_test_data(
+        [
+            {"dataset": "imagefolder", "path": "a/bccd", "class_map": {"BASOPHIL": "ba"}},
+            {"dataset": "imagefolder", "path": "b/kaggle"},
+        ],
+        "t.test_data",
+        {"BASOPHIL": "basophil", "EOSINOPHIL": "eosinophil"},
+    )
+    assert [s["name"] for s in specs] == ["bccd", "kaggle"]
+    assert effective_class_map(specs[0], ["BASOPHIL", "EOSINOPHIL"]) == {
+        "BASOPHIL": "ba",  # the set's own entry wins
+        "EOSINOPHIL": "eosinophil",
+    }
+    assert effective_class_map(specs[1], ["EOSINOPHIL", "LYMPHOCYTE"]) == {
+        "EOSINOPHIL": "eosinophil"
+    }
+    with pytest.raises(UserError, match="names two test sets"):
+        validate_test_data(
+            [{"dataset": "x", "path": "a/s"}, {"dataset": "y", "path": "b/s"}], "t", {}
+        )

@@ -98,7 +98,7 @@ class TestSet:
 
 
 def effective_class_map(spec: Mapping[str, Any], test_classes: Sequence[str]) -> dict[str, str]:
-    """The test set's own class_map over the table's (whose names absent from this set are skipped)."""
+    """The set's own class_map over the table's (entries for classes it lacks are skipped)."""
     shared = {k: v for k, v in (spec.get("table_class_map") or {}).items() if k in test_classes}
     return {**shared, **dict(spec.get("class_map") or {})}
 
@@ -156,7 +156,7 @@ def load_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> TestS
     match = match_classes(
         list(train.classes),
         list(checked.classes),
-        spec["class_map"],
+        effective_class_map(spec, checked.classes),
         where,
         only_shared=spec["only_shared"],
     )
