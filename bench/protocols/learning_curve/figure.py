@@ -26,6 +26,7 @@ def curve_figure(
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     metric = "accuracy"
+    ticks: set[float] = set()
     for cell in cells:
         s = cell.sections.get("learning_curve") or {}
         metric = s.get("metric", metric)
@@ -33,6 +34,7 @@ def curve_figure(
         if not pts:
             continue
         n = np.array([p["n_units"] for p in pts], dtype=float)
+        ticks.update(np.round(n).tolist())
         y = np.array([np.nan if p["score"] is None else p["score"] for p in pts], dtype=float) * 100
         ci = (
             np.array(
@@ -44,6 +46,12 @@ def curve_figure(
         (line,) = ax.plot(n, y, marker="o", label=label)
         ax.fill_between(n, ci[:, 0], ci[:, 1], alpha=0.18, color=line.get_color(), linewidth=0)
     ax.set_xscale("log")
+    if ticks:
+        from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training units (groups) per fold, log scale")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Learning curve - {record.dataset.get('name', '?')}", fontsize=10)
