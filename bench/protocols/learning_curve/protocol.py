@@ -360,7 +360,9 @@ class LearningCurveProtocol(Protocol):
         return f"{what} (learning curve, {top:.0%} of training units)"
 
     def method_label(self, cell: CellRecord) -> str:
-        return "fine-tuned" if cell.classifier == FINETUNE_NAME else cell.label
+        top = max((cell.sections.get("learning_curve") or {}).get("fractions") or [1.0])
+        base = "fine-tuned" if cell.classifier == FINETUNE_NAME else cell.label
+        return f"{base} (learning curve, {top:.0%})"
 
     def report_tables(self, record: RunRecord, cells: list[CellRecord]) -> list[Table]:
         from bench.protocols.learning_curve.records import curve_table
