@@ -163,3 +163,38 @@ n_boot = 200
     assert full["test_units"] == 37 and small["test_units"] == 37
     assert small["n_units"] < full["n_units"] <= 37 * 2 / 3 + 2  # patients, not cells
     assert full["n_images"] > full["n_units"]  # several cells per patient
+
+
+@pytest.mark.slow
+def test_fine_tuned_curve_plans_its_cost_and_runs(tmp_path):
+    """Model 2 at every point (a tiny throwaway backbone): the plan shows the fine-tunes."""
+    from bench.cli import main
+    from bench.plan import plan_rows
+    from tests.test_end_to_end import ThrowawayPlugin
+
+    registry = get_registry()
+    registry.register(ThrowawayPlugin(), name="throwaway")
+    try:
+        f = tmp_path / "s.toml"
+        f.write_text(
+            SUITE.replace('"efficientnet_lite0"', '"colour-stats"')
+            .replace('classifiers = ["svm-linear", "knn1"]', "classifiers = []")
+            .replace("fractions = [0.5, 0.25, 1.0]", "fractions = [0.5, 1.0]")
+            .replace(
+                "repeats = 2",
+                "repeats = 1\nfinetune = true\nsettings = { epochs = 1, batch_size = 4 }",
+            )
+        )
+        assert main(["run", str(f), "--dry-run"]) == 0
+        suite = load_suite(str(f), registry=registry)
+        (row,) = plan_rows(suite, registry)[1]
+        assert "0/6 fine-tunes done" in row.status and "training image-steps" in row.status
+        record, _ = run_suite(suite, registry=registry, results_dir=tmp_path / "r", progress=False)
+        cell = record["cells"][0]
+        assert cell["classifier"] == "finetune" and cell["model"] == "Model 2"
+        pts = cell["learning_curve"]["points"]
+        assert [p["fraction"] for p in pts] == [0.5, 1.0] and len(
+            cell["learning_curve"]["train_s"]
+        ) == 6
+    finally:
+        registry.unregister("throwaway")

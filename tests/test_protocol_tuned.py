@@ -153,10 +153,16 @@ def test_tuned_suite_runs_resumes_and_reports(tmp_path, capsys):
         SUITE.format(grid=json.dumps({"svm-gaussian": {"C": [0.01, 1]}}).replace(":", " ="))
     )
     suite = load_suite(str(f), registry=get_registry())
+    from bench.cli import main
+    from bench.plan import plan_rows
+
+    assert main(["run", str(f), "--dry-run"]) == 0
+    capsys.readouterr()
+    (row,) = plan_rows(suite, get_registry())[1]
+    assert "2 candidates x 9 folds = 18 fits on one shared Gram matrix" in row.status
     record, path = run_suite(suite, results_dir=tmp_path / "r", progress=False)
     cell = record["cells"][0]
     assert cell["status"] == "complete" and cell["protocol"] == "tuned"
-    from bench.cli import main
 
     assert main(["report", str(path), "--format", "md"]) == 0
     out = capsys.readouterr().out
