@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         extra = EXTRA_METRICS if args.extra_metrics else ()
         for record in records:
             tables += table1(record, extra=extra)
+        from bench.protocol_reports import protocol_tables
+
+        tables += protocol_tables(records)  # each protocol's own tables (curve, drop, ...)
     if args.compare_methods:
         tables += [compare_methods(record) for record in records]
     if args.table in ("2", "all"):
@@ -82,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(tables, args.format))
     if args.figures:
         from bench.figures import write_figures
+        from bench.protocol_reports import protocol_figures
 
         paths = [
             p
             for record in records
             for p in write_figures(record, args.figures, args.figure_format, args.dpi)
         ]
+        paths += protocol_figures(records, args.figures)
         print(f"wrote {len(paths)} figure(s) to {args.figures}", file=sys.stderr)
     return 0
 

@@ -37,9 +37,12 @@ from bench.errors import UserError
 from bench.specs import ProtocolSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bench.protocols.context import RunContext
-    from bench.records import CellRecord
+    from bench.records import CellRecord, RunRecord
     from bench.registry import Registry
+    from bench.render import Table
     from bench.suite import Cell
 
 __all__ = ["REQUIRED", "Job", "PlanRow", "Protocol", "ProtocolSpec", "Resources", "Setting"]
@@ -300,3 +303,15 @@ class Protocol(ABC):
     def method_label(self, cell: CellRecord) -> str:
         """Short method name for leaderboards and comparisons, e.g. ``"SVM (cubic)"``."""
         return cell.label
+
+    # -- optional report extensions (see bench/protocol_reports.py) -------------------------
+    def report_tables(self, record: RunRecord, cells: list[CellRecord]) -> list[Table]:
+        """Extra tables ``report`` shows for this protocol's complete cells of ``record``.
+
+        Default: none. E.g. the learning curve's points or the tuned settings per fold.
+        """
+        return []
+
+    def figures(self, record: RunRecord, cells: list[CellRecord], out_dir: Path) -> list[Path]:
+        """Extra PNG figures ``report --figures DIR`` writes for these cells (default: none)."""
+        return []
