@@ -136,7 +136,9 @@ def plot(records: list[dict], figure: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("images n")
     ax.set_ylabel("wall time, six classifiers x 10 folds (s)")
-    ax.set_title("Model 1 cost curve (2-core machine, n_jobs=2)")
+    ax.set_title(
+        "Model 1 cost curve (shared 2-core machine, n_jobs=2; load: see table)", fontsize=9
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     figure.parent.mkdir(parents=True, exist_ok=True)
