@@ -360,7 +360,9 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
     _check_numbers(check, cfg)
 
     from bench.data.decode import DECODERS
+    from bench.memory_budget import parse_memory_limit
 
+    parse_memory_limit(cfg["run"]["memory_limit"], key=f"{where}: run.memory_limit")
     if cfg["run"]["decoder"] not in DECODERS:
         hint = suggest(cfg["run"]["decoder"], DECODERS) or f" (choose from {', '.join(DECODERS)})"
         raise check.fail("run.decoder", f"unknown decoder {cfg['run']['decoder']!r}{hint}")

@@ -126,3 +126,13 @@ def test_parse_override_values():
 def test_unknown_suite_name_suggests():
     with pytest.raises(UserError, match="did you mean 'quickstart'"):
         load_suite("quikstart")
+
+
+def test_bad_memory_limit_fails_when_the_suite_loads():
+    import pytest as _pytest
+
+    from bench.errors import UserError
+    from bench.suite import load_suite
+
+    with _pytest.raises(UserError, match="run.memory_limit"):
+        load_suite("quickstart", overrides=["run.memory_limit='lots'"])
