@@ -126,7 +126,7 @@ def _print_estimate(rows: list[PlanRow], suite: Suite, console: Console) -> None
     console.print(text, markup=False)
     device = str(suite.config["run"]["device"])
     on_cpu = device == "cpu" or (device == "auto" and not _has_gpu())
-    slow = [r for r in rows if r.kind == "finetune" and r.ok and r.work]
+    slow = [r for r in rows if r.trains and r.ok and r.work]
     if on_cpu and slow:
         hours = sum(r.estimate_s or 0 for r in slow) / 3600
         if hours >= 1:

@@ -226,6 +226,7 @@ class PlanRow:
     ok: bool = True  # False when a cell cannot be built (dry-run then exits non-zero)
     estimate_s: float | None = None  # seconds from this machine's measured throughput
     work: str = ""  # what the estimate is of ("1,204 images", "9,650 image-steps")
+    trains: bool = False  # trains a network (hours on a CPU: the dry run warns)
 
 
 class Protocol(ABC):

@@ -116,6 +116,7 @@ class FinetuneProtocol(Protocol):
             settings = self.fine_settings(ctx, table)
             row.estimate_s = ctx.throughput.estimate(train_key(ctx, cell.backbone, settings), left)
             row.work = f"{left} image-steps" if left else ""
+            row.trains = True
             rows.append(row)
         return rows
 
