@@ -52,11 +52,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "cache": (_BOOL, None),
         "decoder": (_STR, None),
         "executor": (_STR, None),
+        "ray_address": (_STR, None),
     },
 }
 # Keys of the resolved configuration that say how to run, not what: left out of the digest,
 # so the same suite run by another executor resumes the same work and names the same runs.
-DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"),)
+DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"), ("run", "ray_address"))
 TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
 
 DEFAULTS: dict[str, dict[str, Any]] = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.cli.common import add_cache_options, add_no_progress, add_skip_bad
+from bench.errors import UserError
 
 DEFAULT_SUITE = "quickstart"
 
@@ -56,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="what runs the jobs: local (default), or an executor plugin (leukobench list executors)",
     )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: auto, HOST:PORT or ray://HOST:PORT of a Ray cluster "
+        "(default: [run] ray_address; empty: start a local cluster); implies --executor ray",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_download:
         os.environ["LEUKOBENCH_ALLOW_DOWNLOAD"] = "1"
     registry = get_registry()
+    executor_options = {}
+    if args.ray_address is not None:
+        if args.executor not in (None, "ray"):
+            raise UserError(f"--ray-address is for --executor ray, not {args.executor!r}")
+        args.executor = "ray"
+        executor_options["address"] = args.ray_address
     if args.executor:
         registry.executor(args.executor)  # unknown name: exit 2 with suggestions
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
@@ -87,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         use_cache=False if args.no_cache else None,
         executor=args.executor,
+        executor_options=executor_options,
     )
     from bench.summary import print_run_summary
 
