@@ -98,8 +98,11 @@ def ray_local():
     ray.shutdown()
 
 
-def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record without what may differ between equal runs (ids, clocks, cache paths)."""
+def comparable(record: Mapping[str, Any]) -> str:
+    """A record without what may differ between equal runs (ids, clocks, cache paths), as JSON.
+
+    JSON text, so that NaN metrics (0/0) compare equal, bit for bit like every other number.
+    """
     out = {k: v for k, v in record.items() if k not in VOLATILE_TOP}
     cells = []
     for cell in record["cells"]:
@@ -114,17 +117,40 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         cells.append(cell)
     out["cells"] = cells
     out["suite"] = {k: v for k, v in record["suite"].items() if k != "path"}
-    return out
+    return json.dumps(out, sort_keys=True)
 
 
 def cache_keys(root: Path) -> set[str]:
-    """Every cache entry's name (features packs, predictions, run state), relative to the root."""
-    skip = ("synthetic", ".ray-markers", "validated")
+    """Every content-addressed file name in a cache root: predictions and fine-tuning state.
+
+    (Feature packs have random names; :func:`assert_same_features` checks their keys.)
+    """
+    keep = ("predictions", "runs")
     return {
         str(p.relative_to(root))
         for p in root.rglob("*")
-        if p.is_file() and not str(p.relative_to(root)).startswith(skip)
+        if p.is_file() and str(p.relative_to(root)).startswith(keep)
     }
+
+
+def assert_same_features(suite_file: Path, roots: list[Path]) -> None:
+    """Both caches hold exactly the feature keys the suite's Model 1 tables need."""
+    from bench.extraction import sample_keys
+    from bench.feature_cache import FeatureCache
+
+    registry = get_registry()
+    suite = load_suite(str(suite_file), registry=registry)
+    data = prepare_data(suite, registry, cache_dir=roots[0])
+    ctx = RunContext(suite, registry, data, "cpu", CacheRoot(roots[0]), progress=False)
+    keys: set[str] = set()
+    for table in suite.protocols:
+        if table["kind"] == "features":
+            samples = ctx.samples(table["augment"], suite.seeds[0])
+            for name in table["backbones"]:
+                keys |= set(sample_keys(samples, ctx.backbone(name), data.digests, ctx.mask, "cpu"))
+    for root in roots:
+        cache = FeatureCache(root)
+        assert cache.count(keys) == len(keys) == cache.info()["entries"]
 
 
 def _suite_file(tmp_path: Path, text: str, name: str = "suite.toml") -> Path:
@@ -147,11 +173,16 @@ def _run(tmp_path: Path, suite_file: Path, tag: str, executor: Any) -> dict[str,
     return record
 
 
-def assert_same_run(tmp_path: Path, local: dict, other: dict, tags: tuple[str, str]) -> None:
+def assert_same_run(
+    tmp_path: Path, suite_file: Path, local: dict, other: dict, tags: tuple[str, str]
+) -> None:
+    """Same record (but ids and clocks), same cache keys: predictions, run state, features."""
     assert other["status"] == local["status"] == "complete"
     assert comparable(other) == comparable(local)
-    a, b = (cache_keys(tmp_path / f"cache-{t}") for t in tags)
+    roots = [tmp_path / f"cache-{t}" for t in tags]
+    a, b = (cache_keys(r) for r in roots)
     assert a and a == b
+    assert_same_features(suite_file, roots)
 
 
 # -- a few lines of test protocol -------------------------------------------------------------
@@ -328,7 +359,7 @@ def test_model1_two_backbones_give_the_local_record(ray_local, tmp_path):
     suite = _suite_file(tmp_path, MODEL1)
     local = _run(tmp_path, suite, "local", "local")
     on_ray = _run(tmp_path, suite, "ray", "ray")
-    assert_same_run(tmp_path, local, on_ray, ("local", "ray"))
+    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
 
 
 @pytest.mark.slow
@@ -336,7 +367,7 @@ def test_finetune_folds_give_the_local_record(ray_local, tmp_path):
     suite = _suite_file(tmp_path, FINETUNE)
     local = _run(tmp_path, suite, "local", "local")
     on_ray = _run(tmp_path, suite, "ray", "ray")
-    assert_same_run(tmp_path, local, on_ray, ("local", "ray"))
+    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
 
 
 @pytest.mark.slow
@@ -346,7 +377,7 @@ def test_a_job_that_kills_its_worker_is_retried_to_the_same_record(ray_local, tm
     marker = tmp_path / "killed-once"
     on_ray = _run(tmp_path, suite, "ray", KillingRayExecutor("fit", marker))
     assert marker.exists()  # the worker did die once
-    assert_same_run(tmp_path, local, on_ray, ("local", "ray"))
+    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
 
 
 # -- the command line: Ctrl-C, and a cluster started with `ray start` -----------------------------
@@ -405,7 +436,7 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_a_rerun_is_identical(ray_local
     assert resumed["status"] == "complete"
     assert all(c["predictions_from_cache"] for c in resumed["cells"] if c["id"] in done)
     local = _run(tmp_path, suite, "local", "local")
-    assert comparable(resumed)["cells"] == comparable(local)["cells"]
+    assert comparable(resumed) == comparable(local)
 
 
 @pytest.mark.slow
@@ -468,4 +499,4 @@ def test_a_suite_on_a_cluster_started_with_ray_start(tmp_path):
             head.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
     local = _run(tmp_path, suite, "local", "local")
-    assert_same_run(tmp_path, local, on_cluster, ("local", "ray"))
+    assert_same_run(tmp_path, suite, local, on_cluster, ("local", "ray"))
