@@ -13,19 +13,14 @@ Cells are matched by cell id, then by (protocol, backbone, classifier, seed, spl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import UserError
+from bench.records import CellRecord, RunRecord
 from bench.render import Table
-from bench.report import (
-    METRIC_NAMES,
-    Estimate,
-    cell_estimate,
-    is_complete,
-    is_leaky,
-    split_label,
-)
+from bench.report import METRIC_NAMES, Estimate, as_run_record, cell_estimate, method_label
 
 REGRESSIONS = ("DROP", "CI-DROP", "FAILED")
 
@@ -71,39 +66,35 @@ class Comparison:
         return 1 if self.regressions else 0
 
 
-def _key(cell: dict[str, Any]) -> tuple:
-    split = cell.get("split") or {}
+def _key(cell: CellRecord) -> tuple:
+    split = cell.split
     return (
-        cell.get("protocol"),
-        cell.get("backbone"),
-        cell.get("classifier"),
-        cell.get("seed"),
-        split.get("kind"),
-        split.get("folds"),
-        split.get("holdout"),
+        cell.protocol,
+        cell.backbone,
+        cell.classifier,
+        cell.seed,
+        split.kind,
+        split.folds,
+        split.holdout,
     )
 
 
-def _label(cell: dict[str, Any]) -> str:
-    who = cell.get("label") or cell.get("classifier")
-    if cell.get("protocol") == "finetune":
-        who = "fine-tuned"
-    return (
-        f"{cell.get('backbone')} + {who}, {split_label(cell.get('split'))}, seed {cell.get('seed')}"
-    )
+def _label(cell: CellRecord) -> str:
+    """``backbone + method, split, seed s`` (the method name from the cell's protocol)."""
+    return f"{cell.backbone} + {method_label(cell)}, {cell.split.label}, seed {cell.seed}"
 
 
 def match_cells(
-    baseline: dict[str, Any], candidate: dict[str, Any]
-) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
+    baseline: RunRecord | Mapping[str, Any], candidate: RunRecord | Mapping[str, Any]
+) -> tuple[list[tuple[CellRecord, CellRecord]], list[CellRecord], list[CellRecord]]:
     """(pairs, only in baseline, only in candidate): by id first, then by key tuple."""
-    base = list(baseline.get("cells") or [])
-    cand = list(candidate.get("cells") or [])
-    by_id = {c.get("id"): c for c in cand if c.get("id")}
+    base = list(as_run_record(baseline).cells)
+    cand = list(as_run_record(candidate).cells)
+    by_id = {c.id: c for c in cand if c.id}
     pairs, used = [], set()
     rest = []
     for b in base:
-        c = by_id.get(b.get("id"))
+        c = by_id.get(b.id)
         if c is not None and id(c) not in used:
             pairs.append((b, c))
             used.add(id(c))
@@ -126,8 +117,8 @@ def match_cells(
 
 
 def compare_records(
-    baseline: dict[str, Any],
-    candidate: dict[str, Any],
+    baseline: RunRecord | Mapping[str, Any],
+    candidate: RunRecord | Mapping[str, Any],
     metric: str = "accuracy",
     tolerance: float = 0.01,
     use_ci: bool = True,
@@ -137,19 +128,20 @@ def compare_records(
         raise UserError(f"unknown metric {metric!r}; choose from {', '.join(METRIC_NAMES)}")
     if tolerance < 0:
         raise UserError(f"--tolerance must be >= 0 (got {tolerance})")
-    out = Comparison(metric, tolerance, str(baseline.get("run_id")), str(candidate.get("run_id")))
+    baseline, candidate = as_run_record(baseline), as_run_record(candidate)
+    out = Comparison(metric, tolerance, baseline.run_id, candidate.run_id)
     pairs, only_base, only_cand = match_cells(baseline, candidate)
     for b, c in pairs:
-        key = str(b.get("id") or _key(b))
-        leaky = is_leaky(b) or is_leaky(c)
-        if not is_complete(b):
-            status = "failed-both" if not is_complete(c) else "ok"
+        key = str(b.id or _key(b))
+        leaky = b.leaky or c.leaky
+        if not b.complete:
+            status = "failed-both" if not c.complete else "ok"
             eb = None
-            ec = cell_estimate(c, metric) if is_complete(c) else None
+            ec = cell_estimate(c, metric) if c.complete else None
             out.diffs.append(CellDiff(key, _label(b), eb, ec, status, leaky))
             continue
         eb = cell_estimate(b, metric)
-        if not is_complete(c):
+        if not c.complete:
             out.diffs.append(CellDiff(key, _label(b), eb, None, "FAILED", leaky))
             continue
         ec = cell_estimate(c, metric)
@@ -157,15 +149,11 @@ def compare_records(
             CellDiff(key, _label(b), eb, ec, _status(eb, ec, tolerance, use_ci), leaky)
         )
     for b in only_base:
-        est = cell_estimate(b, metric) if is_complete(b) else None
-        out.diffs.append(
-            CellDiff(str(b.get("id")), _label(b), est, None, "only-baseline", is_leaky(b))
-        )
+        est = cell_estimate(b, metric) if b.complete else None
+        out.diffs.append(CellDiff(str(b.id), _label(b), est, None, "only-baseline", b.leaky))
     for c in only_cand:
-        est = cell_estimate(c, metric) if is_complete(c) else None
-        out.diffs.append(
-            CellDiff(str(c.get("id")), _label(c), None, est, "only-candidate", is_leaky(c))
-        )
+        est = cell_estimate(c, metric) if c.complete else None
+        out.diffs.append(CellDiff(str(c.id), _label(c), None, est, "only-candidate", c.leaky))
     return out
 
 

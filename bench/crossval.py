@@ -44,17 +44,6 @@ class FoldPrediction:
     score: np.ndarray | None
     fit_s: float
 
-    def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (docs/results.md ``folds`` entry, without metrics)."""
-        return {
-            "fold": self.fold,
-            "test_index": self.test_index.tolist(),
-            "y_true": self.y_true.tolist(),
-            "y_pred": self.y_pred.tolist(),
-            "score": None if self.score is None else self.score.tolist(),
-            "fit_s": self.fit_s,
-        }
-
 
 def _full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
     """Probabilities over all ``n_classes`` labels (zeros for classes absent from training)."""

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import METRIC_NAMES, PAPER_METRICS, Method, confusion, methods
+from bench.records import RunRecord
+from bench.report import METRIC_NAMES, PAPER_METRICS, Method, as_run_record, confusion, methods
 from bench.results import history_rows
 
 
@@ -37,9 +38,10 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def metric_bars(
-    record: dict[str, Any], path: Path, metrics: tuple[str, ...] = PAPER_METRICS
+    record: RunRecord | dict[str, Any], path: Path, metrics: tuple[str, ...] = PAPER_METRICS
 ) -> Path:
     """Grouped bars: one group per method, one bar per metric, 95% CI as error bars."""
+    record = as_run_record(record)
     plt = _plt()
     ms = methods(record)
     n_m, n_k = len(ms), len(metrics)
@@ -68,7 +70,7 @@ def metric_bars(
     floor = min((v for v in lows if v is not None), default=0.5) * 100
     ax.set_ylim(max(0.0, floor - 10), 101)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    title = f"{(record.get('dataset') or {}).get('name', '?')} - {record.get('run_id', '')}"
+    title = f"{record.dataset.get('name', '?')} - {record.run_id}"
     if any(m.leaky for m in ms):
         title += "\nred labels: LEAKY split (inflated)"
     ax.set_title(title, fontsize=9)
@@ -83,7 +85,7 @@ def confusion_figure(m: Method, path: Path) -> Path:
     """Confusion matrix summed over the method's seeds, counts and row percentages."""
     plt = _plt()
     cm = sum(confusion(c) for c in m.cells)
-    classes = list(m.cells[0].get("classes") or range(cm.shape[0]))
+    classes = list(m.cells[0].classes or range(cm.shape[0]))
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.2 * len(classes) + 2))
     ax.imshow(cm, cmap="Blues")
     rows = cm.sum(1, keepdims=True).clip(min=1)
@@ -104,13 +106,13 @@ def training_curves(m: Method, path: Path) -> Path | None:
     """Loss and accuracy per iteration for a fine-tuned method (None without history)."""
     series = []
     for cell in m.cells:
-        training = cell.get("training") or {}
+        training = cell.training or {}
         folds = [history_rows(h) for h in training.get("fold_histories") or [] if h]
         if len(folds) > 1:
-            series += [(f"seed {cell.get('seed')} fold {f}", h) for f, h in enumerate(folds)]
+            series += [(f"seed {cell.seed} fold {f}", h) for f, h in enumerate(folds)]
         elif training.get("history") or folds:
             history = history_rows(training.get("history")) or folds[0]
-            series.append((f"seed {cell.get('seed')}", history))
+            series.append((f"seed {cell.seed}", history))
     if not series:
         return None
     plt = _plt()
@@ -148,10 +150,15 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def write_figures(record: dict[str, Any], out_dir: Path) -> list[Path]:
-    """All figures for one record under ``out_dir``; returns the written paths."""
+def write_figures(record: RunRecord | dict[str, Any], out_dir: Path) -> list[Path]:
+    """All figures for one record under ``out_dir``; returns the written paths.
+
+    Every method gets a confusion matrix; methods whose cells carry a training
+    history (a ``training`` section, e.g. fine-tuning) also get training curves.
+    """
+    record = as_run_record(record)
     out_dir = Path(out_dir)
-    run = slug(str(record.get("run_id", "run")))
+    run = slug(record.run_id or "run")
     written = [metric_bars(record, out_dir / f"{run}-metrics.png")]
     seen: set[str] = set()
     for m in methods(record):
@@ -160,8 +167,7 @@ def write_figures(record: dict[str, Any], out_dir: Path) -> list[Path]:
             stem += "-b"
         seen.add(stem)
         written.append(confusion_figure(m, out_dir / f"{stem}-confusion.png"))
-        if m.protocol == "finetune":
-            curve = training_curves(m, out_dir / f"{stem}-training.png")
-            if curve:
-                written.append(curve)
+        curve = training_curves(m, out_dir / f"{stem}-training.png")
+        if curve:
+            written.append(curve)
     return written

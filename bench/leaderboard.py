@@ -8,16 +8,23 @@ warning, not a crash.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.records import RecordError, RunRecord, read_run_record
 from bench.render import Table, render_text
-from bench.report import LEAKY_NOTE, METRIC_NAMES, NOT_PRETRAINED_NOTE, Estimate, methods
-from bench.results import atomic_write_text, load_record
+from bench.report import (
+    LEAKY_NOTE,
+    METRIC_NAMES,
+    NOT_PRETRAINED_NOTE,
+    Estimate,
+    as_run_record,
+    methods,
+)
+from bench.results import atomic_write_text
 
 
 @dataclass
@@ -40,8 +47,13 @@ class Entry:
         return (self.dataset, self.backbone, self.protocol, self.method, self.split_text)
 
 
-def collect(results_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
-    """Readable records under ``results_dir`` (recursively) and a warning per unreadable file."""
+def collect(results_dir: Path) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
+    """Readable records under ``results_dir`` (recursively) and a warning per unreadable file.
+
+    A file that is not a result record, or a record with a malformed field (e.g. a
+    cell whose ``metrics`` is not a table), is skipped with a warning naming the
+    file and the field.
+    """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"{results_dir}: no such results directory")
@@ -50,27 +62,27 @@ def collect(results_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[
         if path.name.startswith("."):
             continue
         try:
-            records.append((path, load_record(path)))
-        except UserError as exc:
+            records.append((path, read_run_record(path)))
+        except RecordError as exc:
             warnings.append(f"skipped {exc}")
-        except (ValueError, TypeError, json.JSONDecodeError) as exc:  # defensive: odd JSON shapes
-            warnings.append(f"skipped {path}: {exc}")
     return records, warnings
 
 
 def entries(
-    records: Iterable[dict[str, Any]], metric: str = "accuracy", include_synthetic: bool = False
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    metric: str = "accuracy",
+    include_synthetic: bool = False,
 ) -> list[Entry]:
     """Every method of every record as a leaderboard entry (complete cells only).
 
     Records on synthetic data are smoke tests, never claims: left out unless asked for.
     """
     out = []
-    for record in records:
-        ds = record.get("dataset") or {}
+    for record in (as_run_record(r) for r in records):
+        ds = record.dataset
         if ds.get("synthetic") and not include_synthetic:
             continue
-        date = str(record.get("finished") or record.get("started") or "")
+        date = str(record.finished or record.started or "")
         for m in methods(record):
             est = m.estimate(metric)
             if est.mean is None:
@@ -79,16 +91,16 @@ def entries(
                 Entry(
                     dataset=str(ds.get("name", "?")),
                     backbone=m.backbone,
-                    method="fine-tuned" if m.protocol == "finetune" else m.label,
+                    method=m.method,
                     protocol=m.protocol,
-                    split_kind=str(m.split.get("kind", "?")),
+                    split_kind=m.split.kind,
                     split_text=m.split_text,
                     estimate=est,
                     n=m.n_evaluated(),
                     leaky=m.leaky,
                     pretrained=m.pretrained,
                     date=date,
-                    run_id=str(record.get("run_id", "?")),
+                    run_id=record.run_id,
                 )
             )
     return out

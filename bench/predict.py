@@ -192,9 +192,8 @@ def load_predictor(path: Path, device: str = "cpu") -> Predictor:
         if device == "auto" and torch.cuda.is_available()
         else ("cpu" if device == "auto" else device)
     )
-    if meta["kind"] == "finetune":
-        return FinetunePredictor(tensors, meta, dev)
-    return FeaturePredictor(tensors, meta, dev)
+    predictors = {cls.kind: cls for cls in (FinetunePredictor, FeaturePredictor)}
+    return predictors.get(meta["kind"], FeaturePredictor)(tensors, meta, dev)
 
 
 def predict_paths(

@@ -48,6 +48,12 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
     return UnknownNameError(f"unknown {kind} {name!r}{hint}")
 
 
+def _invalid(exc: pluggy.PluginValidationError) -> UserError:
+    """A pluggy validation error as a one-line UserError naming the plugin."""
+    name = getattr(exc.plugin, "__name__", repr(exc.plugin))
+    return UserError(f"plugin {name}: {exc}")
+
+
 def _selected(env_value: str | None) -> set[str] | None:
     if not env_value:
         return None
@@ -66,28 +72,58 @@ class Registry:
 
     # -- loading -----------------------------------------------------------
     def load_entry_points(self) -> None:
-        """Register every plugin of the ``leukobench`` entry-point group."""
+        """Register every plugin of the ``leukobench`` entry-point group (pluggy's loader).
+
+        ``LEUKOBENCH_PLUGINS`` / ``LEUKOBENCH_DISABLE_PLUGINS`` block the others /
+        those named (pluggy's ``set_blocked``). A hook implementation no hook
+        specification knows (a misspelt hook) fails loudly, naming plugin and hook.
+        """
         only = _selected(os.environ.get("LEUKOBENCH_PLUGINS"))
         skip = _selected(os.environ.get("LEUKOBENCH_DISABLE_PLUGINS")) or set()
-        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        found = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
         if only is not None:
-            missing = only - set(found)
+            missing = only - found
             if missing:
                 raise UserError(
                     f"LEUKOBENCH_PLUGINS names unknown plugin(s) {sorted(missing)}; "
                     f"installed: {sorted(found)}"
                 )
-        for name, ep in sorted(found.items()):
-            if (only is not None and name not in only) or name in skip:
-                continue
-            if self.pm.has_plugin(name):
-                continue
-            self.pm.register(ep.load(), name=name)
+        for name in sorted(found):
+            if ((only is not None and name not in only) or name in skip) and not (
+                self.pm.has_plugin(name)
+            ):
+                self.pm.set_blocked(name)
+        try:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:
+            raise _invalid(exc) from None
+        self.check_pending()
         self._index = None
+
+    def check_pending(self) -> None:
+        """Fail (:class:`UserError`, exit 2) on a hook implementation without a specification."""
+        for hook_name, caller in sorted(vars(self.pm.hook).items()):
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                plugin = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+                known = [n for n in dir(hookspecs) if n.startswith("leukobench_")]
+                hint = suggest(hook_name, known) or f" (hooks: {', '.join(known)})"
+                raise UserError(f"plugin {plugin!r}: {hook_name!r} is not a LeukoBench hook{hint}")
 
     def register(self, plugin: object, name: str) -> None:
         """Register a plugin object (module, class or instance) under ``name``."""
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise _invalid(exc) from None
+        try:
+            self.check_pending()
+        except UserError:
+            self.pm.unregister(name=name)
+            raise
         self._index = None
 
     def unregister(self, name: str) -> None:
@@ -98,7 +134,7 @@ class Registry:
         self._index = None
 
     def plugin_names(self) -> list[str]:
-        return sorted(n for n, _ in self.pm.list_name_plugin())
+        return sorted(n for n, plugin in self.pm.list_name_plugin() if plugin is not None)
 
     # -- indexing ----------------------------------------------------------
     def _collect(self, kind: str) -> dict[str, Any]:

@@ -6,18 +6,21 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.records import RunRecord
 
-def print_run_summary(record: dict[str, Any], console: Console, *, extra: bool = False) -> None:
+
+def print_run_summary(
+    record: RunRecord | dict[str, Any], console: Console, *, extra: bool = False
+) -> None:
     """Table 1 (rich) for ``record``, plus a line per failed cell."""
     from bench.render import render_rich
-    from bench.report import EXTRA_METRICS, table1
+    from bench.report import EXTRA_METRICS, as_run_record, table1
+
+    record = as_run_record(record)
 
     if not console.is_terminal and console.width < 140:
         # logs and pipes: no terminal width to respect, so do not squeeze the table
         console = Console(file=console.file, width=140)
     render_rich(table1(record, extra=EXTRA_METRICS if extra else ()), console)
-    for cell in record["cells"]:
-        if cell.get("status") != "complete":
-            console.print(
-                f"[red]cell {cell['id']} {cell.get('status')}: {cell.get('error', '')}[/red]"
-            )
+    for cell in record.failed_cells():
+        console.print(f"[red]cell {cell.id} {cell.status}: {cell.error or ''}[/red]")

@@ -37,12 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.compare import compare_records, comparison_table
+    from bench.records import read_run_record
     from bench.render import render_rich, render_text
-    from bench.results import atomic_write_text, load_record
+    from bench.results import atomic_write_text
 
     cmp = compare_records(
-        load_record(args.baseline),
-        load_record(args.candidate),
+        read_run_record(args.baseline),
+        read_run_record(args.candidate),
         metric=args.metric,
         tolerance=args.tolerance,
         use_ci=not args.ignore_ci,

@@ -5,13 +5,24 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-KINDS = ("backbones", "classifiers", "datasets", "suites", "plugins")
+KINDS = (
+    "backbones",
+    "classifiers",
+    "datasets",
+    "protocols",
+    "executors",
+    "suites",
+    "plugins",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list backbones, classifiers, datasets, suites, plugins")
+    p = sub.add_parser(
+        "list", help="list backbones, classifiers, datasets, protocols, executors, suites, plugins"
+    )
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: all)")
     p.set_defaults(func=run)
 
@@ -54,6 +65,25 @@ def tables(kind: str) -> Table:
             t.add_column(col)
         for name, s in reg.datasets.items():
             t.add_row(name, s.description, s.plugin, "yes" if s.needs_path else "no")
+    elif kind == "protocols":
+        t = Table(title=escape("Protocols ([[protocol]] kind = NAME)"))
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "plugin", "table keys and settings"):
+            t.add_column(col)
+        for name, s in reg.protocols.items():
+            proto = s.factory()
+            lines = [f"{x.describe()}" for x in proto.table_keys]
+            lines += [f"settings.{x.describe()}" for x in proto.settings]
+            t.add_row(
+                name, escape(s.description or proto.description), s.plugin, escape("\n".join(lines))
+            )
+    elif kind == "executors":
+        t = Table(title=escape("Executors ([run] executor = NAME, or --executor NAME)"))
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "plugin"):
+            t.add_column(col)
+        for name, s in reg.executors.items():
+            t.add_row(name, escape(s.description), s.plugin)
     elif kind == "suites":
         import tomllib
 
@@ -72,6 +102,8 @@ def tables(kind: str) -> Table:
         t.add_column("name")
         t.add_column("module")
         for name, plugin in sorted(reg.pm.list_name_plugin()):
+            if plugin is None:  # blocked (LEUKOBENCH_PLUGINS / LEUKOBENCH_DISABLE_PLUGINS)
+                continue
             t.add_row(name, getattr(plugin, "__name__", repr(plugin)))
     return t
 

@@ -25,7 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the rest still predicted; exit 0 if at least one image was predicted, else 2."
         ),
     )
-    p.add_argument("--model", required=True, type=Path, metavar="CKPT", help="model file")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="CKPT",
+        help="model file, or RUN_ID[:CELL_ID[:fold=K]] of a run that saved models",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("results"),
+        help="where RUN_ID's record is (default results/)",
+    )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images or folders")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--out", type=Path, help="write the predictions to this file (atomic)")
@@ -69,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
-    predictor = load_predictor(args.model, device=args.device)
+    from bench.saved_models import resolve_model
+
+    predictor = load_predictor(resolve_model(args.model, args.results_dir), device=args.device)
     paths, problems = collect_images(args.inputs)
     preds, bad = predict_paths(predictor, paths, batch_size=args.batch_size)
     problems += bad

@@ -40,10 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.records import read_run_record
     from bench.report import EXTRA_METRICS, compare_methods, table1, table2
-    from bench.results import atomic_write_text, load_record
+    from bench.results import atomic_write_text
 
-    records = [load_record(path) for path in args.results]
+    records = [read_run_record(path) for path in args.results]  # malformed: exit 2 naming it
     tables = []
     if args.table in ("1", "all"):
         extra = EXTRA_METRICS if args.extra_metrics else ()
