@@ -46,7 +46,9 @@ def _aria() -> Path:
 
 def _run(suite_name: str, data: Path, cache: Path, out: Path, executor: str, overrides=()):
     registry = get_registry()
-    suite = load_suite(suite_name, overrides=list(overrides), data_path=str(data), registry=registry)
+    suite = load_suite(
+        suite_name, overrides=list(overrides), data_path=str(data), registry=registry
+    )
     t0 = time.perf_counter()
     record, _ = run_suite(
         suite,
@@ -89,7 +91,7 @@ def test_ray_vs_local_on_aria(tmp_path):
           f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
     try:
         # cold: extraction from an empty cache (one cheap classifier after it)
-        cold = ["protocol.0.classifiers=[\"lda\"]"]
+        cold = ['protocol.0.classifiers=["lda"]']
         cold_local = _run("classifier-sweep", aria, tmp_path / "c1", tmp_path / "r1", "local", cold)
         cold_ray = _run("classifier-sweep", aria, tmp_path / "c2", tmp_path / "r2", "ray", cold)
         assert _metrics(cold_local[1]) == _metrics(cold_ray[1])
