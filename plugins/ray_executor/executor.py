@@ -177,11 +177,28 @@ class RayExecutor(Executor):
                     if on_result is not None:
                         on_result(job, value, info.seconds)
         except BaseException:
-            _cancel([refs[job.id][0] for job in by_info.values()])
+            self._cancel_outstanding(list(by_info.values()), set(results), refs)
             raise
         finally:
             display.stop()
         return results
+
+    def _cancel_outstanding(
+        self, outstanding: list[Job], finished: set[str], refs: dict[str, tuple[Any, Any]]
+    ) -> None:
+        """``ray.cancel`` the jobs not finished; a cluster this executor started stops at close.
+
+        A job whose dependencies are done may be finishing right now, and Ray 2.60 can
+        abort the driver when a cancel crosses a task's completion
+        (ray-project/ray#54846). On a cluster it started, the executor leaves those to
+        ``ray.shutdown()`` in :meth:`close` (which ends every task); queued jobs still
+        waiting for their dependencies cannot be running and are always cancelled.
+        """
+        waiting = [j for j in outstanding if any(d not in finished for d in j.deps)]
+        maybe_running = [j for j in outstanding if j not in waiting]
+        _cancel([refs[j.id][0] for j in waiting])
+        if not self._initialised:
+            _cancel([refs[j.id][0] for j in maybe_running])
 
     def _note_cache(self, ctx: RunContext, info: TaskInfo) -> None:
         if not info.shared_cache and ctx.use_cache and not self.warned_unshared:
