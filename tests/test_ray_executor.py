@@ -111,6 +111,14 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def model1_local(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """The Model 1 suite run once by the local executor: (its cache root, its record)."""
+    root = tmp_path_factory.mktemp("model1-local")
+    suite = _suite_file(root, MODEL1)
+    return root / "cache-local", _run(root, suite, "local", "local")
+
+
 def comparable(record: Mapping[str, Any], *, resumed: bool = False) -> str:
     """A record without what may differ between equal runs (ids, clocks, cache paths), as JSON.
 
@@ -189,13 +197,10 @@ def _run(tmp_path: Path, suite_file: Path, tag: str, executor: Any) -> dict[str,
     return record
 
 
-def assert_same_run(
-    tmp_path: Path, suite_file: Path, local: dict, other: dict, tags: tuple[str, str]
-) -> None:
+def assert_same_run(suite_file: Path, local: dict, other: dict, roots: list[Path]) -> None:
     """Same record (but ids and clocks), same cache keys: predictions, run state, features."""
     assert other["status"] == local["status"] == "complete"
     assert comparable(other) == comparable(local)
-    roots = [tmp_path / f"cache-{t}" for t in tags]
     a, b = (cache_keys(r) for r in roots)
     assert a and a == b
     assert_same_features(suite_file, roots)
@@ -371,11 +376,10 @@ def test_without_ray_installed_the_executor_exits_2_naming_the_extra(tmp_path, c
 
 # -- whole suites: the same record as the local executor ----------------------------------------
 @pytest.mark.slow
-def test_model1_two_backbones_give_the_local_record(ray_local, tmp_path):
+def test_model1_two_backbones_give_the_local_record(ray_local, model1_local, tmp_path):
     suite = _suite_file(tmp_path, MODEL1)
-    local = _run(tmp_path, suite, "local", "local")
     on_ray = _run(tmp_path, suite, "ray", "ray")
-    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
+    assert_same_run(suite, model1_local[1], on_ray, [model1_local[0], tmp_path / "cache-ray"])
 
 
 @pytest.mark.slow
@@ -383,17 +387,18 @@ def test_finetune_folds_give_the_local_record(ray_local, tmp_path):
     suite = _suite_file(tmp_path, FINETUNE)
     local = _run(tmp_path, suite, "local", "local")
     on_ray = _run(tmp_path, suite, "ray", "ray")
-    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
+    assert_same_run(suite, local, on_ray, [tmp_path / "cache-local", tmp_path / "cache-ray"])
 
 
 @pytest.mark.slow
-def test_a_job_that_kills_its_worker_is_retried_to_the_same_record(ray_local, tmp_path):
+def test_a_job_that_kills_its_worker_is_retried_to_the_same_record(
+    ray_local, model1_local, tmp_path
+):
     suite = _suite_file(tmp_path, MODEL1)
-    local = _run(tmp_path, suite, "local", "local")
     marker = tmp_path / "killed-once"
     on_ray = _run(tmp_path, suite, "ray", KillingRayExecutor("fit", marker))
     assert marker.exists()  # the worker did die once
-    assert_same_run(tmp_path, suite, local, on_ray, ("local", "ray"))
+    assert_same_run(suite, model1_local[1], on_ray, [model1_local[0], tmp_path / "cache-ray"])
 
 
 # -- the command line: Ctrl-C, and a cluster started with `ray start` -----------------------------
@@ -456,7 +461,7 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_a_rerun_is_identical(ray_local
 
 
 @pytest.mark.slow
-def test_a_suite_on_a_cluster_started_with_ray_start(tmp_path):
+def test_a_suite_on_a_cluster_started_with_ray_start(model1_local, tmp_path):
     ray_bin = Path(sys.executable).with_name("ray")
     temp_dir = Path("/tmp") / f"lbray-{os.getpid()}"  # short: Ray's socket paths must fit
     port = _free_port()
@@ -518,5 +523,4 @@ def test_a_suite_on_a_cluster_started_with_ray_start(tmp_path):
                 os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
-    local = _run(tmp_path, suite, "local", "local")
-    assert_same_run(tmp_path, suite, local, on_cluster, ("local", "ray"))
+    assert_same_run(suite, model1_local[1], on_cluster, [model1_local[0], cache])
