@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 _ACTIVE: ContextVar[Path | None] = ContextVar("leukobench_cache_root", default=None)
+_PROCESS: list[Path] = []  # set_cache_root: this process's root, seen from every thread
 
 
 def default_cache_root() -> Path:
@@ -26,9 +27,11 @@ def default_cache_root() -> Path:
 
 
 def cache_root() -> Path:
-    """The active run's cache folder, else :func:`default_cache_root`."""
+    """The active run's cache folder, else this process's (a worker's), else the default."""
     active = _ACTIVE.get()
-    return active if active is not None else default_cache_root()
+    if active is not None:
+        return active
+    return _PROCESS[0] if _PROCESS else default_cache_root()
 
 
 @contextlib.contextmanager
@@ -42,5 +45,8 @@ def active_cache_root(path: Path) -> Iterator[Path]:
 
 
 def set_cache_root(path: Path | None) -> None:
-    """Make ``path`` what :func:`cache_root` answers from now on (a worker process's root)."""
-    _ACTIVE.set(None if path is None else Path(path))
+    """Make ``path`` what :func:`cache_root` answers from now on, in every thread of this
+    process (a worker's root; ``None`` forgets it). An active run's root still comes first."""
+    _PROCESS.clear()
+    if path is not None:
+        _PROCESS.append(Path(path))

@@ -48,3 +48,6 @@ def _fresh_registry(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # wide rich tables, so assertions see whole cells
     yield
     reset_registry()
+    from bench.cache_paths import set_cache_root
+
+    set_cache_root(None)  # a ContextSpec.open() in a test set this process's cache root
