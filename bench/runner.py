@@ -87,12 +87,30 @@ def resolve_device(requested: str) -> str:
     return str(resolve(requested))
 
 
-def make_executor(registry: Registry, executor: str | Executor | None, suite: Suite) -> Executor:
-    """An executor instance: given, named, the suite's ``[run] executor``, or ``local``."""
+def make_executor(
+    registry: Registry,
+    executor: str | Executor | None,
+    suite: Suite,
+    options: dict[str, Any] | None = None,
+) -> Executor:
+    """An executor instance: given, named, the suite's ``[run] executor``, or ``local``.
+
+    The factory of executor ``NAME`` receives the suite's ``[run] NAME_KEY`` values as
+    ``KEY=`` options (``[run] ray_address`` -> ``address``), then ``options`` (the
+    command line's, e.g. ``--ray-address``) over them.
+    """
     if executor is not None and not isinstance(executor, str):
         return executor
     name = executor or suite.config["run"].get("executor") or DEFAULT_EXECUTOR
-    return registry.executor(name).factory()
+    spec = registry.executor(name)
+    prefix = f"{name}_"
+    given = {
+        key.removeprefix(prefix): value
+        for key, value in suite.config["run"].items()
+        if key.startswith(prefix)
+    }
+    given.update(options or {})
+    return spec.factory(**given)
 
 
 def plan_work(ctx: RunContext) -> list[TableWork]:
@@ -120,6 +138,7 @@ def run_suite(
     executor: str | Executor | None = None,
     track: list[str] | None = None,
     tracking_uri: str | None = None,
+    executor_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every cell of ``suite``; return the record (as stored) and where it was written.
 
@@ -128,13 +147,15 @@ def run_suite(
 
     Everything the run caches goes under ``cache_dir`` (default ``$LEUKOBENCH_CACHE``
     or ``~/.cache/leukobench``). ``executor`` is an executor name or instance
-    (default: the suite's ``[run] executor``, else ``local``).
+    (default: the suite's ``[run] executor``, else ``local``); ``executor_options``
+    go to a named executor's factory (see :func:`make_executor`).
     """
     registry = registry or get_registry()
     console = console or Console(stderr=True)
     cache = CacheRoot.default(cache_dir)
     tracking = _tracking(suite, registry, console, track, tracking_uri)
     with cache.activate():
+        executor = make_executor(registry, executor, suite, executor_options)
         return _run(
             suite,
             registry,
@@ -175,12 +196,11 @@ def _run(
     progress: bool,
     skip_bad: bool | None,
     use_cache: bool | None,
-    executor_choice: str | Executor | None,
+    executor: Executor,
     tracking: Tracking,
 ) -> tuple[dict[str, Any], Path]:
     started = time.perf_counter()
     run_cfg = suite.config["run"]
-    executor = make_executor(registry, executor_choice, suite)
     device = resolve_device(run_cfg["device"])
 
     t0 = time.perf_counter()

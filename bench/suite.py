@@ -58,6 +58,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
         "track": (_LIST, None),
         "tracking_uri": (_STR, None),
         "tracking_experiment": (_STR, None),
+        "ray_address": (_STR, None),
     },
 }
 # Keys of the resolved configuration that say how to run, not what: left out of the digest,
@@ -80,6 +81,8 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("run", "n_jobs"): (-1, 1_024),
 }
 SEED_RANGE = (0, 2**32 - 1)  # numpy, torch and scikit-learn all accept these
+DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"), ("run", "ray_address"))
+TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "suite": {"description": "", "seed": 0, "results_dir": "results"},

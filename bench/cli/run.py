@@ -14,6 +14,7 @@ from bench.cli.common import (
     make_console,
     output_folder,
 )
+from bench.errors import UserError
 
 DEFAULT_SUITE = "quickstart"
 
@@ -73,6 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="URI",
         help="where the tracker logs, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000",
     )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: auto, HOST:PORT or ray://HOST:PORT of a Ray cluster "
+        "(default: [run] ray_address; empty: start a local cluster); implies --executor ray",
+    )
     p.set_defaults(func=run)
 
 
@@ -83,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_download:
         os.environ["LEUKOBENCH_ALLOW_DOWNLOAD"] = "1"
     registry = get_registry()
+    executor_options = {}
+    if args.ray_address is not None:
+        if args.executor not in (None, "ray"):
+            raise UserError(f"--ray-address is for --executor ray, not {args.executor!r}")
+        args.executor = "ray"
+        executor_options["address"] = args.ray_address
     if args.executor:
         registry.executor(args.executor)  # unknown name: exit 2 with suggestions
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
@@ -106,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         track=args.track,
         tracking_uri=args.tracking_uri,
+        executor_options=executor_options,
     )
     from bench.summary import print_run_summary
 
