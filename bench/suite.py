@@ -66,6 +66,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple | None]]] = {
 DIGEST_IGNORES: tuple[tuple[str, str], ...] = (
     ("run", "executor"),
     ("run", "memory_limit"),
+    ("run", "ray_address"),
     ("run", "track"),
     ("run", "tracking_uri"),
     ("run", "tracking_experiment"),
@@ -81,8 +82,6 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("run", "n_jobs"): (-1, 1_024),
 }
 SEED_RANGE = (0, 2**32 - 1)  # numpy, torch and scikit-learn all accept these
-DIGEST_IGNORES: tuple[tuple[str, str], ...] = (("run", "executor"), ("run", "ray_address"))
-TOP_LEVEL = ("suite", "data", "augment", "protocol", "backbone", "classifier", "run")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "suite": {"description": "", "seed": 0, "results_dir": "results"},
