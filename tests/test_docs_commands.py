@@ -81,7 +81,7 @@ def test_readme_report_commands_run(scratch, capsys):
     for command in commands:
         code, out = _run(command, capsys)
         assert code == 0, f"{command}: exit {code}\n{out}"
-    assert list((scratch / "figs").glob("*.png"))
+    assert list((scratch / "figs").rglob("*.pdf"))
     board = (scratch / "results" / "LEADERBOARD.md").read_text(encoding="utf-8")
     assert board == (REPO / "results" / "LEADERBOARD.md").read_text(encoding="utf-8"), (
         "results/LEADERBOARD.md is stale: leukobench leaderboard results --out results/LEADERBOARD.md"

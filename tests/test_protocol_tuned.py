@@ -99,15 +99,23 @@ def test_nested_equals_gridsearchcv_on_the_same_folds():
 
 
 def test_one_gram_matrix_serves_the_whole_grid(monkeypatch):
+    from bench.fold_fastpath import CVContext
+
     made = []
-    real = bench.crossval.SharedGram
+    real = CVContext.shared
 
-    class Counting(real):
-        def __init__(self, X):
-            made.append(X.shape)
-            super().__init__(X)
+    def counting(self, key, factory):
+        if key != "gram":
+            return real(self, key, factory)
 
-    monkeypatch.setattr(bench.crossval, "SharedGram", Counting)
+        def make():
+            value = factory()
+            made.append(value.shape)
+            return value
+
+        return real(self, key, make)
+
+    monkeypatch.setattr(CVContext, "shared", counting)
     X, y, g = fc7_like()
     outer = make_folds(y, g, folds=3, seed=0)
     inner = inner_splits(outer, y, g, folds=3, seed=0)
@@ -115,7 +123,7 @@ def test_one_gram_matrix_serves_the_whole_grid(monkeypatch):
         {"svm-gaussian": {"C": [0.1, 1, 10]}, "svm-linear": {"C": [0.1, 1]}}, {}, "g"
     )
     nested_cross_validate(X, y, outer, inner, grid, positive_index=1)
-    assert made == [X.shape]  # one product for 5 candidates x (3 + 9) folds
+    assert made == [(len(X), len(X))]  # one product for 5 candidates x (3 + 9) folds
 
 
 SUITE = """
