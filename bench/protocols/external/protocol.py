@@ -166,7 +166,7 @@ class ExternalProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.extraction import sample_keys
+        from bench.protocols.planning import backbone_plan_row, feature_cache_status
 
         samples = ctx.samples(table["augment"], seed)
         matches = {}
@@ -175,7 +175,8 @@ class ExternalProtocol(Protocol):
         tests = ", ".join(table_test_names(table))
         rows = []
         for name in table["backbones"]:
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=name,
@@ -185,30 +186,18 @@ class ExternalProtocol(Protocol):
                 + (f" + grouped {table['folds']}-fold" if table["in_domain"] else ""),
                 leaky=False,
                 samples=len(samples),
-                status="",
             )
-            try:
-                backbone = ctx.backbone(name)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
+            if backbone is None:
                 rows.append(row)
                 continue
             bits = []
             if table["classifiers"]:
-                keys = sample_keys(
-                    samples,
-                    backbone,
-                    ctx.data.digests,
-                    ctx.mask,
-                    ctx.device,
-                    ctx.suite.config["run"]["decoder"],
-                )
-                cached = ctx.cache.features().count(keys)
+                features = feature_cache_status(ctx, row, samples, backbone)
                 fits = len(table["classifiers"]) * (
                     1 + (table["folds"] if table["in_domain"] else 0)
                 )
                 bits.append(
-                    f"train {cached}/{len(keys)} features cached; {fits} classifier fits; "
+                    f"train {features.cached}/{features.total} features cached; {fits} classifier fits; "
                     "test features extracted at run time"
                 )
             if table["finetune"]:
