@@ -5,7 +5,7 @@ the row "cannot build"); :func:`feature_cache_status` counts the cached
 features of a sample set and fills the row's extraction estimate from the
 machine's measured throughput; :func:`memo_fits` lets the first ``fit`` job of
 a backbone fit every classifier of its group at once and the others take their
-share from the context's memo.
+share from the context's memo; :func:`extract_and_fit_jobs` makes those jobs.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow
+from bench.protocols.base import Job, PlanRow, Resources
 
 if TYPE_CHECKING:
     from bench.data.imageset import Samples
     from bench.protocols.context import RunContext
+    from bench.suite import Cell
 
 
 def backbone_plan_row(
@@ -119,3 +120,49 @@ def memo_fits(
         for n in names:
             memo[(job.deps[0], n)] = results[n]
     return memo.pop(key)
+
+
+def extract_and_fit_jobs(
+    protocol: str,
+    extract_id: str,
+    backbone: str,
+    common: Mapping[str, Any],
+    cells: Sequence[Cell],
+    *,
+    gpu: float,
+    weight: float | Callable[[Cell], float] = 1.0,
+) -> list[Job]:
+    """One ``extract`` job of ``backbone`` and a ``fit`` job per cell depending on it.
+
+    Each fit job's payload is ``common`` plus ``backbone``, ``classifier`` and the
+    ``group`` of every cell's classifier (see :func:`memo_fits`); ``weight`` is a
+    fit job's relative cost, or a function of its cell giving it.
+    """
+    extract = Job(
+        id=extract_id,
+        protocol=protocol,
+        kind="extract",
+        payload={**common, "backbone": backbone},
+        resources=Resources(gpus=gpu),
+        cells=tuple(c.id for c in cells),
+    )
+    out = [extract]
+    group = [c.classifier for c in cells]
+    for cell in cells:
+        out.append(
+            Job(
+                id=f"fit|{cell.id}",
+                protocol=protocol,
+                kind="fit",
+                payload={
+                    **common,
+                    "backbone": backbone,
+                    "classifier": cell.classifier,
+                    "group": group,
+                },
+                deps=(extract.id,),
+                cells=(cell.id,),
+                weight=weight(cell) if callable(weight) else weight,
+            )
+        )
+    return out

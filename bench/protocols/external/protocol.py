@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting, check_table
+from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting
 from bench.protocols.external.testsets import (
     combined_samples,
     load_test_set,
@@ -26,7 +26,7 @@ from bench.protocols.external.testsets import (
     validate_test_data,
 )
 from bench.protocols.finetune.settings import SETTINGS as FINETUNE_SETTINGS
-from bench.protocols.finetune.settings import FinetuneSettings
+from bench.protocols.finetune.settings import FinetuneSettings, check_model2_settings
 from bench.protocols.tables import AUGMENT, BACKBONES, CLASSIFIERS, FOLDS, SETTINGS, resolve_table
 from bench.suite import Cell
 
@@ -122,20 +122,7 @@ class ExternalProtocol(Protocol):
         out["test_data"] = validate_test_data(
             out["test_data"], f"{where}.test_data", out["class_map"]
         )
-        if out["settings"] and not out["finetune"]:
-            key = next(iter(out["settings"]))
-            raise UserError(
-                f"{where}.settings.{key}: settings are fine-tuning settings; set finetune = true"
-            )
-        given = out["settings"]
-        folded = {
-            k: v.lower() if isinstance(v, str) and k != "device" else v for k, v in given.items()
-        }
-        check_table(self.settings, folded, f"{where}.settings", fill_defaults=False)
-        try:
-            FinetuneSettings.from_options(given)
-        except UserError as exc:
-            raise UserError(f"{where}.settings: {exc}") from None
+        check_model2_settings(out, where)
         if registry is not None:
             for i, spec in enumerate(out["test_data"]):
                 try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources
+from bench.protocols.base import Job, PlanRow, Protocol
 from bench.protocols.tables import (
     AUGMENT,
     BACKBONES,
@@ -92,6 +92,8 @@ class FeaturesProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
@@ -100,32 +102,9 @@ class FeaturesProtocol(Protocol):
             if not mine:
                 continue
             ctx.backbone(name)  # a backbone that cannot be built fails now, before any work
-            extract = Job(
-                id=f"p{index}|seed={seed}|extract|{name}",
-                protocol=self.name,
-                kind="extract",
-                payload={**common, "backbone": name},
-                resources=Resources(gpus=gpu),
-                cells=tuple(c.id for c in mine),
+            out += extract_and_fit_jobs(
+                self.name, f"p{index}|seed={seed}|extract|{name}", name, common, mine, gpu=gpu
             )
-            out.append(extract)
-            group = [c.classifier for c in mine]
-            for cell in mine:
-                out.append(
-                    Job(
-                        id=f"fit|{cell.id}",
-                        protocol=self.name,
-                        kind="fit",
-                        payload={
-                            **common,
-                            "backbone": name,
-                            "classifier": cell.classifier,
-                            "group": group,
-                        },
-                        deps=(extract.id,),
-                        cells=(cell.id,),
-                    )
-                )
         return out
 
     def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources, Setting, check_table
+from bench.protocols.base import Job, PlanRow, Protocol, Resources, Setting
 from bench.protocols.finetune.settings import SETTINGS as FINETUNE_SETTINGS
-from bench.protocols.finetune.settings import FinetuneSettings
+from bench.protocols.finetune.settings import FinetuneSettings, check_model2_settings
 from bench.protocols.tables import AUGMENT, BACKBONES, CLASSIFIERS, FOLDS, SETTINGS, resolve_table
 from bench.suite import Cell
 
@@ -94,20 +94,7 @@ class LearningCurveProtocol(Protocol):
         out["fractions"] = sorted(float(f) for f in fr)
         if not out["classifiers"] and not out["finetune"]:
             raise UserError(f"{where}.classifiers: missing: give classifiers or finetune = true")
-        if out["settings"] and not out["finetune"]:
-            key = next(iter(out["settings"]))
-            raise UserError(
-                f"{where}.settings.{key}: settings are fine-tuning settings; set finetune = true"
-            )
-        given = out["settings"]
-        folded = {
-            k: v.lower() if isinstance(v, str) and k != "device" else v for k, v in given.items()
-        }
-        check_table(self.settings, folded, f"{where}.settings", fill_defaults=False)
-        try:
-            FinetuneSettings.from_options(given)
-        except UserError as exc:
-            raise UserError(f"{where}.settings: {exc}") from None
+        check_model2_settings(out, where)
         return out
 
     def methods(self, table: Mapping[str, Any]) -> list[str]:
@@ -204,6 +191,8 @@ class LearningCurveProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         prefix = f"p{index}|seed={seed}|learning-curve"
@@ -215,29 +204,15 @@ class LearningCurveProtocol(Protocol):
             ctx.backbone(b)
             clf_cells = [c for c in mine if c.classifier != FINETUNE_NAME]
             if clf_cells:
-                extract = Job(
-                    f"{prefix}|extract|{b}",
+                out += extract_and_fit_jobs(
                     self.name,
-                    "extract",
-                    {**common, "backbone": b},
-                    resources=Resources(gpus=gpu),
-                    cells=tuple(c.id for c in clf_cells),
+                    f"{prefix}|extract|{b}",
+                    b,
+                    common,
+                    clf_cells,
+                    gpu=gpu,
+                    weight=self.curve(ctx, table, seed).fit_weight(),
                 )
-                out.append(extract)
-                group = [c.classifier for c in clf_cells]
-                weight = self.curve(ctx, table, seed).fit_weight()
-                for c in clf_cells:
-                    out.append(
-                        Job(
-                            f"fit|{c.id}",
-                            self.name,
-                            "fit",
-                            {**common, "backbone": b, "classifier": c.classifier, "group": group},
-                            deps=(extract.id,),
-                            cells=(c.id,),
-                            weight=weight,
-                        )
-                    )
             for c in mine:
                 if c.classifier != FINETUNE_NAME:
                     continue

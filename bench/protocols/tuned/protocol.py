@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting
+from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Setting
 from bench.protocols.tables import AUGMENT, BACKBONES, FOLDS, resolve_table
 from bench.protocols.tuned.grid import expand_grid
 from bench.suite import Cell
@@ -143,6 +143,8 @@ class TunedProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
@@ -152,28 +154,15 @@ class TunedProtocol(Protocol):
             if not mine:
                 continue
             ctx.backbone(b)
-            extract = Job(
-                f"p{index}|seed={seed}|tuned|extract|{b}",
+            out += extract_and_fit_jobs(
                 self.name,
-                "extract",
-                {**common, "backbone": b},
-                resources=Resources(gpus=gpu),
-                cells=tuple(c.id for c in mine),
+                f"p{index}|seed={seed}|tuned|extract|{b}",
+                b,
+                common,
+                mine,
+                gpu=gpu,
+                weight=lambda c: float(len(grid[c.classifier])),
             )
-            out.append(extract)
-            group = [c.classifier for c in mine]
-            for c in mine:
-                out.append(
-                    Job(
-                        f"fit|{c.id}",
-                        self.name,
-                        "fit",
-                        {**common, "backbone": b, "classifier": c.classifier, "group": group},
-                        deps=(extract.id,),
-                        cells=(c.id,),
-                        weight=float(len(grid[c.classifier])),
-                    )
-                )
         return out
 
     def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:
