@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting, check_table
+from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting
 from bench.protocols.external.testsets import (
     combined_samples,
     load_test_set,
@@ -26,7 +26,7 @@ from bench.protocols.external.testsets import (
     validate_test_data,
 )
 from bench.protocols.finetune.settings import SETTINGS as FINETUNE_SETTINGS
-from bench.protocols.finetune.settings import FinetuneSettings
+from bench.protocols.finetune.settings import FinetuneSettings, check_model2_settings
 from bench.protocols.tables import AUGMENT, BACKBONES, CLASSIFIERS, FOLDS, SETTINGS, resolve_table
 from bench.suite import Cell
 
@@ -122,20 +122,7 @@ class ExternalProtocol(Protocol):
         out["test_data"] = validate_test_data(
             out["test_data"], f"{where}.test_data", out["class_map"]
         )
-        if out["settings"] and not out["finetune"]:
-            key = next(iter(out["settings"]))
-            raise UserError(
-                f"{where}.settings.{key}: settings are fine-tuning settings; set finetune = true"
-            )
-        given = out["settings"]
-        folded = {
-            k: v.lower() if isinstance(v, str) and k != "device" else v for k, v in given.items()
-        }
-        check_table(self.settings, folded, f"{where}.settings", fill_defaults=False)
-        try:
-            FinetuneSettings.from_options(given)
-        except UserError as exc:
-            raise UserError(f"{where}.settings: {exc}") from None
+        check_model2_settings(out, where)
         if registry is not None:
             for i, spec in enumerate(out["test_data"]):
                 try:
@@ -166,7 +153,7 @@ class ExternalProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.extraction import sample_keys
+        from bench.protocols.planning import backbone_plan_row, feature_cache_status
 
         samples = ctx.samples(table["augment"], seed)
         matches = {}
@@ -175,7 +162,8 @@ class ExternalProtocol(Protocol):
         tests = ", ".join(table_test_names(table))
         rows = []
         for name in table["backbones"]:
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=name,
@@ -185,30 +173,18 @@ class ExternalProtocol(Protocol):
                 + (f" + grouped {table['folds']}-fold" if table["in_domain"] else ""),
                 leaky=False,
                 samples=len(samples),
-                status="",
             )
-            try:
-                backbone = ctx.backbone(name)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
+            if backbone is None:
                 rows.append(row)
                 continue
             bits = []
             if table["classifiers"]:
-                keys = sample_keys(
-                    samples,
-                    backbone,
-                    ctx.data.digests,
-                    ctx.mask,
-                    ctx.device,
-                    ctx.suite.config["run"]["decoder"],
-                )
-                cached = ctx.cache.features().count(keys)
+                features = feature_cache_status(ctx, row, samples, backbone)
                 fits = len(table["classifiers"]) * (
                     1 + (table["folds"] if table["in_domain"] else 0)
                 )
                 bits.append(
-                    f"train {cached}/{len(keys)} features cached; {fits} classifier fits; "
+                    f"train {features.cached}/{features.total} features cached; {fits} classifier fits; "
                     "test features extracted at run time"
                 )
             if table["finetune"]:

@@ -59,17 +59,15 @@ def fit_external(
     process every classifier of the backbone is fitted in the same calls.
     """
     from bench.protocols.features.fits import predictions
+    from bench.protocols.planning import memo_fits
 
     p = job.payload
     table, seed = p["table"], p["seed"]
     samples = ctx.samples(table["augment"], seed)
     x_train = inputs[job.deps[0]]
     x_tests = [inputs[d] for d in job.deps[1:]]
-    memo = ctx.memo(_MEMO)
-    key = (job.deps[0], p["classifier"])
-    if key not in memo:
-        names = p["group"] if ctx.fit_together else [p["classifier"]]
-        names = [n for n in names if (job.deps[0], n) not in memo] or [p["classifier"]]
+
+    def fit(names: Sequence[str]) -> dict[str, Any]:
         classifiers = {n: ctx.suite.classifier_options(n) for n in names}
         in_domain: dict[str, list] = {}
         in_cached: set[str] = set()
@@ -81,13 +79,16 @@ def fit_external(
         n_train = len(x_train)
         folds = [(np.arange(n_train), np.arange(n_train, len(X)))]
         ext, ext_cached = predictions(ctx, X, y, folds, classifiers)
-        for n in names:
-            memo[(job.deps[0], n)] = {
+        return {
+            n: {
                 "in_domain": in_domain.get(n),
                 "tests": _cut(ext[n][0], _offsets(tests), tests, n_train),
                 "from_cache": n in ext_cached and (n in in_cached or not table["in_domain"]),
             }
-    return memo.pop(key)
+            for n in names
+        }
+
+    return memo_fits(ctx, job, _MEMO, fit)
 
 
 def _finetune(
@@ -100,24 +101,18 @@ def _finetune(
     workdir_id: str,
     digests: Sequence[str],
 ) -> Any:
-    from bench.protocols.finetune.cv import train_fold
+    from bench.protocols.finetune.cv import train_context_fold
 
-    b = job.payload["backbone"]
-    return train_fold(
+    p = job.payload
+    return train_context_fold(
+        ctx,
         samples,
-        ctx.backbone(b),
+        p["backbone"],
         splits,
         fold,
         settings,
-        mask=ctx.mask,
-        workdir=ctx.run_dir(workdir_id),
-        seed=job.payload["seed"],
-        progress=ctx.progress,
-        positive_index=ctx.data.imageset.positive_index,
-        backbone_name=b,
-        backbone_options=ctx.suite.backbone_options(b),
-        dataset_fingerprint=ctx.data.fingerprint,
-        decoded=ctx.decoded,
+        workdir_id=workdir_id,
+        seed=p["seed"],
         digests=digests,
     )
 

@@ -9,11 +9,11 @@ take their share from the context's memo. Results are the same either way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources
+from bench.protocols.base import Job, PlanRow, Protocol
 from bench.protocols.tables import (
     AUGMENT,
     BACKBONES,
@@ -65,13 +65,14 @@ class FeaturesProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.extraction import sample_keys
+        from bench.protocols.planning import backbone_plan_row, feature_cache_status
 
         samples = ctx.samples(table["augment"], seed)
         splits, split = ctx.splits(samples, table, seed)
         rows = []
         for name in table["backbones"]:
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=name,
@@ -80,29 +81,10 @@ class FeaturesProtocol(Protocol):
                 split=split.kind + (f" x{len(splits)}" if len(splits) > 1 else ""),
                 leaky=split.leaky,
                 samples=len(samples),
-                status="",
             )
-            try:
-                backbone = ctx.backbone(name)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
-                rows.append(row)
-                continue
-            keys = sample_keys(
-                samples, backbone, ctx.data.digests, ctx.mask, ctx.device, _decoder(ctx)
-            )
-            cache = ctx.cache.features()
-            cached = cache.count(keys)
-            row.status = f"{cached} cached, {len(keys) - cached} to extract"
-            from bench.throughput import key_of
-
-            todo = len(keys) - cached
-            row.estimate_s = (
-                0.0
-                if not todo
-                else ctx.throughput.estimate(key_of("extract", name, str(ctx.device)), todo)
-            )
-            row.work = f"{todo} images" if todo else ""
+            if backbone is not None:
+                status = feature_cache_status(ctx, row, samples, backbone)
+                row.status = f"{status.cached} cached, {status.todo} to extract"
             rows.append(row)
         return rows
 
@@ -110,6 +92,8 @@ class FeaturesProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
@@ -118,32 +102,9 @@ class FeaturesProtocol(Protocol):
             if not mine:
                 continue
             ctx.backbone(name)  # a backbone that cannot be built fails now, before any work
-            extract = Job(
-                id=f"p{index}|seed={seed}|extract|{name}",
-                protocol=self.name,
-                kind="extract",
-                payload={**common, "backbone": name},
-                resources=Resources(gpus=gpu),
-                cells=tuple(c.id for c in mine),
+            out += extract_and_fit_jobs(
+                self.name, f"p{index}|seed={seed}|extract|{name}", name, common, mine, gpu=gpu
             )
-            out.append(extract)
-            group = [c.classifier for c in mine]
-            for cell in mine:
-                out.append(
-                    Job(
-                        id=f"fit|{cell.id}",
-                        protocol=self.name,
-                        kind="fit",
-                        payload={
-                            **common,
-                            "backbone": name,
-                            "classifier": cell.classifier,
-                            "group": group,
-                        },
-                        deps=(extract.id,),
-                        cells=(cell.id,),
-                    )
-                )
         return out
 
     def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:
@@ -153,19 +114,17 @@ class FeaturesProtocol(Protocol):
         if job.kind == "extract":
             return ctx.features(p["backbone"], samples, table["augment"], seed)
         from bench.protocols.features.fits import predictions
+        from bench.protocols.planning import memo_fits
 
-        X = inputs[job.deps[0]]
-        memo = ctx.memo(_MEMO)
-        key = (job.deps[0], p["classifier"])
-        if key not in memo:
-            names = p["group"] if ctx.fit_together else [p["classifier"]]
-            names = [n for n in names if (job.deps[0], n) not in memo] or [p["classifier"]]
+        def fit(names: Sequence[str]) -> dict[str, Any]:
             splits, _ = ctx.splits(samples, table, seed)
             classifiers = {n: ctx.suite.classifier_options(n) for n in names}
-            preds, cached = predictions(ctx, X, samples.labels, splits, classifiers)
-            for n in names:
-                memo[(job.deps[0], n)] = {"folds": preds[n], "from_cache": n in cached}
-        return memo.pop(key)
+            preds, cached = predictions(
+                ctx, inputs[job.deps[0]], samples.labels, splits, classifiers
+            )
+            return {n: {"folds": preds[n], "from_cache": n in cached} for n in names}
+
+        return memo_fits(ctx, job, _MEMO, fit)
 
     def assemble(
         self,
@@ -218,7 +177,3 @@ class FeaturesProtocol(Protocol):
             rec.status = "complete"
             out.append(rec)
         return out
-
-
-def _decoder(ctx: RunContext) -> str:
-    return ctx.suite.config["run"]["decoder"]

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from bench.protocols.finetune.images import ImageBank
 from bench.protocols.finetune.optim import deterministic, sigterm_as_interrupt, torch_device
 from bench.protocols.finetune.settings import FinetuneSettings
 from bench.protocols.finetune.training import FinetuneFoldResult, FoldTrainer
+
+if TYPE_CHECKING:
+    from bench.protocols.context import RunContext
 
 
 # -- the protocol -----------------------------------------------------------------------------
@@ -186,6 +189,41 @@ def train_fold(
         return trainer.run_fold(
             fold, len(splits), train_idx, test_idx, workdir / f"fold-{fold:02d}", key, bar
         )
+
+
+def train_context_fold(
+    ctx: RunContext,
+    samples: Samples,
+    backbone: str,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    settings: FinetuneSettings,
+    *,
+    workdir_id: str,
+    seed: int,
+    digests: Sequence[str] | None = None,
+) -> FinetuneFoldResult:
+    """:func:`train_fold` with the run's backbone, mask and data, in ``ctx.run_dir(workdir_id)``.
+
+    ``digests`` defaults to the run's data digests (give others for combined sample sets).
+    """
+    return train_fold(
+        samples,
+        ctx.backbone(backbone),
+        splits,
+        fold,
+        settings,
+        mask=ctx.mask,
+        workdir=ctx.run_dir(workdir_id),
+        seed=seed,
+        progress=ctx.progress,
+        positive_index=ctx.data.imageset.positive_index,
+        backbone_name=backbone,
+        backbone_options=ctx.suite.backbone_options(backbone),
+        dataset_fingerprint=ctx.data.fingerprint,
+        decoded=ctx.decoded,
+        digests=ctx.data.digests if digests is None else digests,
+    )
 
 
 def _bar(enabled: bool) -> contextlib.AbstractContextManager:

@@ -80,12 +80,15 @@ class FinetuneProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
+        from bench.protocols.planning import backbone_plan_row
+
         samples = self._samples(ctx, table, seed)
         splits, split = ctx.splits(samples, table, seed)
         epochs = self.fine_settings(ctx, table).epochs
         rows = []
         for cell in self.cells(table, index, seed):
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=cell.backbone,
@@ -94,12 +97,8 @@ class FinetuneProtocol(Protocol):
                 split=split.kind + (f" x{len(splits)}" if len(splits) > 1 else ""),
                 leaky=split.leaky,
                 samples=len(samples),
-                status="",
             )
-            try:
-                ctx.backbone(cell.backbone)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
+            if backbone is None:
                 rows.append(row)
                 continue
             workdir = ctx.run_dir(cell.id)
@@ -152,29 +151,22 @@ class FinetuneProtocol(Protocol):
         return out
 
     def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:
-        from bench.protocols.finetune.cv import train_fold
+        from bench.protocols.finetune.cv import train_context_fold
 
         p = job.payload
         table, seed = p["table"], p["seed"]
         samples = self._samples(ctx, table, seed)
         splits, _ = ctx.splits(samples, table, seed)
         settings = self.fine_settings(ctx, table)
-        result = train_fold(
+        result = train_context_fold(
+            ctx,
             samples,
-            ctx.backbone(p["backbone"]),
+            p["backbone"],
             splits,
             p["fold"],
             self.fine_settings(ctx, table),
-            mask=ctx.mask,
-            workdir=ctx.run_dir(p["cell"]),
+            workdir_id=p["cell"],
             seed=seed,
-            progress=ctx.progress,
-            positive_index=ctx.data.imageset.positive_index,
-            backbone_name=p["backbone"],
-            backbone_options=ctx.suite.backbone_options(p["backbone"]),
-            dataset_fingerprint=ctx.data.fingerprint,
-            decoded=ctx.decoded,
-            digests=ctx.data.digests,
         )
         if not result.resumed:
             ctx.throughput.record_rate(train_key(ctx, p["backbone"], settings), result.images_per_s)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import UserError
-from bench.protocols.base import Setting
+from bench.protocols.base import Setting, check_table
 from bench.protocols.finetune.graph_step import graph_unsupported
 from bench.registry import suggest
 
@@ -211,3 +211,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("drop_last", bool, _F.drop_last, "drop the last partial batch of an epoch (MATLAB)"),
     Setting("eval_batch_size", int, _F.eval_batch_size, "images per evaluation batch", minimum=1),
 )
+
+
+def check_model2_settings(table: dict[str, Any], where: str) -> None:
+    """Check the ``settings`` of a table whose ``finetune = true`` adds Model 2.
+
+    Settings are fine-tuning settings, so they need ``finetune = true``; string
+    values other than ``device`` are compared case-insensitively, and the
+    cross-key checks of :class:`FinetuneSettings` apply. Raises :class:`UserError`.
+    """
+    given = table["settings"]
+    if given and not table["finetune"]:
+        key = next(iter(given))
+        raise UserError(
+            f"{where}.settings.{key}: settings are fine-tuning settings; set finetune = true"
+        )
+    folded = {k: v.lower() if isinstance(v, str) and k != "device" else v for k, v in given.items()}
+    check_table(SETTINGS, folded, f"{where}.settings", fill_defaults=False)
+    try:
+        FinetuneSettings.from_options(given)
+    except UserError as exc:
+        raise UserError(f"{where}.settings: {exc}") from None

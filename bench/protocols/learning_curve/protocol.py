@@ -11,14 +11,14 @@ ordinary grouped CV at full size), its ``learning_curve`` section every point.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources, Setting, check_table
+from bench.protocols.base import Job, PlanRow, Protocol, Resources, Setting
 from bench.protocols.finetune.settings import SETTINGS as FINETUNE_SETTINGS
-from bench.protocols.finetune.settings import FinetuneSettings
+from bench.protocols.finetune.settings import FinetuneSettings, check_model2_settings
 from bench.protocols.tables import AUGMENT, BACKBONES, CLASSIFIERS, FOLDS, SETTINGS, resolve_table
 from bench.suite import Cell
 
@@ -94,20 +94,7 @@ class LearningCurveProtocol(Protocol):
         out["fractions"] = sorted(float(f) for f in fr)
         if not out["classifiers"] and not out["finetune"]:
             raise UserError(f"{where}.classifiers: missing: give classifiers or finetune = true")
-        if out["settings"] and not out["finetune"]:
-            key = next(iter(out["settings"]))
-            raise UserError(
-                f"{where}.settings.{key}: settings are fine-tuning settings; set finetune = true"
-            )
-        given = out["settings"]
-        folded = {
-            k: v.lower() if isinstance(v, str) and k != "device" else v for k, v in given.items()
-        }
-        check_table(self.settings, folded, f"{where}.settings", fill_defaults=False)
-        try:
-            FinetuneSettings.from_options(given)
-        except UserError as exc:
-            raise UserError(f"{where}.settings: {exc}") from None
+        check_model2_settings(out, where)
         return out
 
     def methods(self, table: Mapping[str, Any]) -> list[str]:
@@ -159,13 +146,14 @@ class LearningCurveProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.extraction import sample_keys
+        from bench.protocols.planning import backbone_plan_row, feature_cache_status
 
         samples = self._samples(ctx, table, seed)
         curve = self.curve(ctx, table, seed)
         rows = []
         for name in table["backbones"]:
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=name,
@@ -174,27 +162,15 @@ class LearningCurveProtocol(Protocol):
                 split=f"grouped {table['folds']}-fold x {len(table['fractions'])} fractions x {table['repeats']}",
                 leaky=False,
                 samples=len(samples),
-                status="",
             )
-            try:
-                backbone = ctx.backbone(name)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
+            if backbone is None:
                 rows.append(row)
                 continue
             bits = []
             if table["classifiers"]:
-                keys = sample_keys(
-                    samples,
-                    backbone,
-                    ctx.data.digests,
-                    ctx.mask,
-                    ctx.device,
-                    ctx.suite.config["run"]["decoder"],
-                )
-                cached = ctx.cache.features().count(keys)
+                features = feature_cache_status(ctx, row, samples, backbone)
                 bits.append(
-                    f"{cached}/{len(keys)} features cached; {len(curve.fits)} fits per classifier "
+                    f"{features.cached}/{features.total} features cached; {len(curve.fits)} fits per classifier "
                     f"({int(curve.fit_weight())} training rows in all)"
                 )
             if table["finetune"]:
@@ -215,6 +191,8 @@ class LearningCurveProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         prefix = f"p{index}|seed={seed}|learning-curve"
@@ -226,29 +204,15 @@ class LearningCurveProtocol(Protocol):
             ctx.backbone(b)
             clf_cells = [c for c in mine if c.classifier != FINETUNE_NAME]
             if clf_cells:
-                extract = Job(
-                    f"{prefix}|extract|{b}",
+                out += extract_and_fit_jobs(
                     self.name,
-                    "extract",
-                    {**common, "backbone": b},
-                    resources=Resources(gpus=gpu),
-                    cells=tuple(c.id for c in clf_cells),
+                    f"{prefix}|extract|{b}",
+                    b,
+                    common,
+                    clf_cells,
+                    gpu=gpu,
+                    weight=self.curve(ctx, table, seed).fit_weight(),
                 )
-                out.append(extract)
-                group = [c.classifier for c in clf_cells]
-                weight = self.curve(ctx, table, seed).fit_weight()
-                for c in clf_cells:
-                    out.append(
-                        Job(
-                            f"fit|{c.id}",
-                            self.name,
-                            "fit",
-                            {**common, "backbone": b, "classifier": c.classifier, "group": group},
-                            deps=(extract.id,),
-                            cells=(c.id,),
-                            weight=weight,
-                        )
-                    )
             for c in mine:
                 if c.classifier != FINETUNE_NAME:
                     continue
@@ -275,42 +239,32 @@ class LearningCurveProtocol(Protocol):
                 p["backbone"], self._samples(ctx, table, seed), table["augment"], seed
             )
         if job.kind == "train":
-            from bench.protocols.finetune.cv import train_fold
+            from bench.protocols.finetune.cv import train_context_fold
 
             samples = self._samples(ctx, table, seed, model2=True)
             ft = self.curve(ctx, table, seed, model2=True)
-            return train_fold(
+            return train_context_fold(
+                ctx,
                 samples,
-                ctx.backbone(p["backbone"]),
+                p["backbone"],
                 ft.fits,
                 p["fit"],
                 self.fine_settings(ctx, table),
-                mask=ctx.mask,
-                workdir=ctx.run_dir(p["cell"]),
+                workdir_id=p["cell"],
                 seed=seed,
-                progress=ctx.progress,
-                positive_index=ctx.data.imageset.positive_index,
-                backbone_name=p["backbone"],
-                backbone_options=ctx.suite.backbone_options(p["backbone"]),
-                dataset_fingerprint=ctx.data.fingerprint,
-                decoded=ctx.decoded,
-                digests=ctx.data.digests,
             )
         from bench.protocols.features.fits import predictions
+        from bench.protocols.planning import memo_fits
 
-        X = inputs[job.deps[0]]
-        memo = ctx.memo("learning-curve.fits")
-        key = (job.deps[0], p["classifier"])
-        if key not in memo:
-            names = p["group"] if ctx.fit_together else [p["classifier"]]
-            names = [n for n in names if (job.deps[0], n) not in memo] or [p["classifier"]]
+        def fit(names: Sequence[str]) -> dict[str, Any]:
             samples = self._samples(ctx, table, seed)
             curve = self.curve(ctx, table, seed)
             classifiers = {n: ctx.suite.classifier_options(n) for n in names}
+            X = inputs[job.deps[0]]
             preds, cached = predictions(ctx, X, samples.labels, curve.fits, classifiers)
-            for n in names:
-                memo[(job.deps[0], n)] = {"fits": preds[n], "from_cache": n in cached}
-        return memo.pop(key)
+            return {n: {"fits": preds[n], "from_cache": n in cached} for n in names}
+
+        return memo_fits(ctx, job, "learning-curve.fits", fit)
 
     def assemble(
         self,

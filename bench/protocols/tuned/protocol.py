@@ -11,11 +11,11 @@ by the setting the inner CV chose on that fold's training part.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting
+from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Setting
 from bench.protocols.tables import AUGMENT, BACKBONES, FOLDS, resolve_table
 from bench.protocols.tuned.grid import expand_grid
 from bench.suite import Cell
@@ -108,7 +108,7 @@ class TunedProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.extraction import sample_keys
+        from bench.protocols.planning import backbone_plan_row, feature_cache_status
 
         samples = ctx.samples(table["augment"], seed)
         outer, inner = self.folds(ctx, table, seed)
@@ -117,7 +117,8 @@ class TunedProtocol(Protocol):
         n_folds = len(outer) + sum(len(f) for f in inner)
         rows = []
         for name in table["backbones"]:
-            row = PlanRow(
+            row, backbone = backbone_plan_row(
+                ctx,
                 protocol=index,
                 kind=self.name,
                 backbone=name,
@@ -126,25 +127,14 @@ class TunedProtocol(Protocol):
                 split=f"grouped {len(outer)}-fold, inner {table['inner_folds']}-fold",
                 leaky=False,
                 samples=len(samples),
-                status="",
             )
-            try:
-                backbone = ctx.backbone(name)
-            except UserError as exc:
-                row.status, row.ok = f"cannot build: {exc}", False
+            if backbone is None:
                 rows.append(row)
                 continue
-            keys = sample_keys(
-                samples,
-                backbone,
-                ctx.data.digests,
-                ctx.mask,
-                ctx.device,
-                ctx.suite.config["run"]["decoder"],
-            )
-            cached = ctx.cache.features().count(keys)
+            features = feature_cache_status(ctx, row, samples, backbone)
             row.status = (
-                f"{cached}/{len(keys)} features cached; {n_points} candidates x {n_folds} folds = "
+                f"{features.cached}/{features.total} features cached; "
+                f"{n_points} candidates x {n_folds} folds = "
                 f"{n_points * n_folds} fits on one shared Gram matrix"
             )
             rows.append(row)
@@ -153,6 +143,8 @@ class TunedProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
+        from bench.protocols.planning import extract_and_fit_jobs
+
         gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
@@ -162,28 +154,15 @@ class TunedProtocol(Protocol):
             if not mine:
                 continue
             ctx.backbone(b)
-            extract = Job(
-                f"p{index}|seed={seed}|tuned|extract|{b}",
+            out += extract_and_fit_jobs(
                 self.name,
-                "extract",
-                {**common, "backbone": b},
-                resources=Resources(gpus=gpu),
-                cells=tuple(c.id for c in mine),
+                f"p{index}|seed={seed}|tuned|extract|{b}",
+                b,
+                common,
+                mine,
+                gpu=gpu,
+                weight=lambda c: float(len(grid[c.classifier])),
             )
-            out.append(extract)
-            group = [c.classifier for c in mine]
-            for c in mine:
-                out.append(
-                    Job(
-                        f"fit|{c.id}",
-                        self.name,
-                        "fit",
-                        {**common, "backbone": b, "classifier": c.classifier, "group": group},
-                        deps=(extract.id,),
-                        cells=(c.id,),
-                        weight=float(len(grid[c.classifier])),
-                    )
-                )
         return out
 
     def run_job(self, ctx: RunContext, job: Job, inputs: Mapping[str, Any]) -> Any:
@@ -192,21 +171,17 @@ class TunedProtocol(Protocol):
         samples = ctx.samples(table["augment"], seed)
         if job.kind == "extract":
             return ctx.features(p["backbone"], samples, table["augment"], seed)
+        from bench.protocols.planning import memo_fits
         from bench.protocols.tuned.cache import cached_nested
 
-        memo = ctx.memo("tuned.fits")
-        key = (job.deps[0], p["classifier"])
-        if key not in memo:
-            names = p["group"] if ctx.fit_together else [p["classifier"]]
-            names = [n for n in names if (job.deps[0], n) not in memo] or [p["classifier"]]
+        def fit(names: Sequence[str]) -> Mapping[str, Any]:
             outer, inner = self.folds(ctx, table, seed)
             grid = {n: v for n, v in self.grid(ctx, table).items() if n in names}
-            results = cached_nested(
+            return cached_nested(
                 ctx, inputs[job.deps[0]], samples.labels, outer, inner, grid, table["metric"]
             )
-            for n in names:
-                memo[(job.deps[0], n)] = results[n]
-        return memo.pop(key)
+
+        return memo_fits(ctx, job, "tuned.fits", fit)
 
     def assemble(
         self,
