@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
-import bench.crossval
 from bench.data.splits import make_folds
 from bench.errors import UserError
 from bench.protocols.tuned import expand_grid, inner_splits, nested_cross_validate
