@@ -125,6 +125,10 @@ def test_learning_curve_runs_resumes_and_draws(tmp_path):
     assert [p["fraction"] for p in lc["points"]] == [0.25, 0.5, 1.0]
     assert lc["points"][-1]["n_units"] == 16  # 2/3 of 24 source images
     assert sorted(i for fold in cell["folds"] for i in fold["test_index"]) == list(range(24))
+    # predictions per repeat are aligned with the cell's folds (the index is stored once)
+    full = [p for fold in cell["folds"] for p in fold["y_pred"]]
+    assert all("test_index" not in p for p in lc["points"])
+    assert lc["points"][-1]["y_pred"][0] == full
     tables = protocol_tables([record])
     assert tables[0].key == "learning-curve" and len(tables[0].rows) == 2 * 3
     paths = protocol_figures([record], tmp_path / "fig")

@@ -89,14 +89,14 @@ def summarise_curve(
 
     ``preds[k]`` are the predictions of ``plan.fits[k]`` (FoldPrediction-like:
     ``test_index``, ``y_true``, ``y_pred``, ``score``). Each point stores its
-    predictions per repeat (in the order of the pooled test index) so any metric
-    can be recomputed.
+    predictions per repeat, in the order of the cell's folds' ``test_index`` (the test
+    folds are the same at every fraction, so the index is not stored again), so any
+    metric can be recomputed.
     """
     groups = np.asarray(groups, dtype=object).astype(str)
     points = []
     for j, f in enumerate(plan.fractions):
         y_true, y_pred, scores, units, per_repeat, repeat_values = [], [], [], [], [], []
-        index = None
         for r in range(plan.repeats):
             parts = [preds[plan.where[(i, r, j)]] for i in range(plan.n_folds)]
             idx = np.concatenate([np.asarray(p.test_index) for p in parts])
@@ -107,7 +107,6 @@ def summarise_curve(
                 if any(p.score is None for p in parts)
                 else np.concatenate([np.asarray(p.score, dtype=float) for p in parts])
             )
-            index = idx if index is None else index
             one = unit_summary(
                 yt,
                 yp,
@@ -152,7 +151,6 @@ def summarise_curve(
                 "repeat_std": float(values.std(ddof=1)) if len(values) > 1 else None,
                 "metrics": summary["pooled"],
                 "test_units": summary["n_units"],
-                "test_index": np.asarray(index).tolist(),
                 "y_pred": per_repeat,
             }
         )
