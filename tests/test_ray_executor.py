@@ -32,6 +32,7 @@ from bench.protocols.base import Job, Protocol, Resources  # noqa: E402
 from bench.protocols.context import CacheRoot, RunContext  # noqa: E402
 from bench.registry import get_registry  # noqa: E402
 from bench.runner import run_suite  # noqa: E402
+from bench.strict_json import plain  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 from plugins.ray_executor.executor import RayExecutor  # noqa: E402
 
@@ -122,7 +123,9 @@ def model1_local(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
 def comparable(record: Mapping[str, Any], *, resumed: bool = False) -> str:
     """A record without what may differ between equal runs (ids, clocks, cache paths), as JSON.
 
-    JSON text, so that NaN metrics (0/0) compare equal, bit for bit like every other number.
+    Strict JSON text as the record file holds it (:func:`bench.strict_json.plain`: NaN metrics
+    of a 0/0 become null), so a record returned in memory and one read back from its file
+    compare equal, bit for bit like every other number.
     ``resumed``: also leave out ``predictions_from_cache`` (true where a rerun reused them).
     """
     out = {k: v for k, v in record.items() if k not in VOLATILE_TOP}
@@ -141,7 +144,7 @@ def comparable(record: Mapping[str, Any], *, resumed: bool = False) -> str:
         cells.append(cell)
     out["cells"] = cells
     out["suite"] = {k: v for k, v in record["suite"].items() if k != "path"}
-    return json.dumps(out, sort_keys=True)
+    return json.dumps(plain(out), sort_keys=True)
 
 
 def cache_keys(root: Path) -> set[str]:
@@ -426,12 +429,6 @@ def _record(results: Path) -> dict[str, Any]:
     return json.loads(files[-1].read_text())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="on the merged tree a run through a subprocess driver (Ctrl-C rerun, `ray start` "
-    "cluster) gave records that differ from local in one developer sandbox with several "
-    "installs; the in-process cluster tests pass; open in issue #16",
-)
 @pytest.mark.slow
 def test_ctrl_c_exits_130_keeps_finished_work_and_a_rerun_is_identical(ray_local, tmp_path):
     suite = _suite_file(tmp_path, INTERRUPTIBLE)
@@ -467,12 +464,6 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_a_rerun_is_identical(ray_local
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="on the merged tree a run through a subprocess driver (Ctrl-C rerun, `ray start` "
-    "cluster) gave records that differ from local in one developer sandbox with several "
-    "installs; the in-process cluster tests pass; open in issue #16",
-)
 def test_a_suite_on_a_cluster_started_with_ray_start(model1_local, tmp_path):
     ray_bin = Path(sys.executable).with_name("ray")
     temp_dir = Path("/tmp") / f"lbray-{os.getpid()}"  # short: Ray's socket paths must fit

@@ -51,7 +51,10 @@ class Normaliser:
 
         h, w = img.shape[0], img.shape[1]
         shift, scale = self._row_constants(w)
-        src = torch.from_numpy(np.ascontiguousarray(img)).view(h, w * 3)
+        img = np.ascontiguousarray(img)
+        if not img.flags.writeable:  # e.g. from Ray's object store; torch wants writable memory
+            img = img.copy()
+        src = torch.from_numpy(img).view(h, w * 3)
         torch.addcmul(shift, src, scale, out=out.view(h, w * 3))
 
     def _row_constants(self, width: int) -> tuple[Any, Any]:
