@@ -178,3 +178,76 @@ def test_saved_models_live_under_the_run_id_and_are_named_in_the_record(tmp_path
     assert "a.png" in capsys.readouterr().out
     assert main(["predict", "--model", run_id, *base[1:]]) == 2  # several: the error lists them
     assert f"{run_id}:{cell}" in capsys.readouterr().err
+
+
+ONE_PASS = """
+[suite]
+name = "one-pass"
+{seeds}
+[data]
+dataset = "synthetic"
+options = {{ n_per_class = 6, size = 64 }}
+{augment}
+[[protocol]]
+kind = "features"
+backbones = {backbones}
+classifiers = ["lda"]
+folds = 2
+[backbone."timm/resnet18"]
+weights = "none"
+{second}"""
+SECOND = '[backbone."timm/test_resnet"]\nweights = "none"\n'
+
+
+def _context(tmp_path, text: str) -> RunContext:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    registry = get_registry()
+    suite = load_suite(str(path), registry=registry)
+    cache = CacheRoot(tmp_path / "cache")
+    with cache.activate():
+        data = prepare_data(suite, registry, cache_dir=cache.path)
+    return RunContext(suite=suite, registry=registry, data=data, device="cpu", cache=cache)
+
+
+@pytest.mark.parametrize(
+    ("backbones", "augment", "seeds", "kept"),
+    [
+        ('["timm/resnet18"]', "", "", False),  # one pass over each image: nothing held
+        ('["timm/resnet18", "timm/test_resnet"]', "", "", True),  # a second backbone
+        ('["timm/resnet18"]', '[augment]\nscheme = "loey2020"\ncopies = 3', "", True),  # copies
+        ('["timm/resnet18"]', "", "seeds = [0, 1]", True),  # a second seed
+    ],
+)
+def test_decoded_images_are_held_only_when_some_image_is_read_again(
+    tmp_path, backbones, augment, seeds, kept
+):
+    second = SECOND if "test_resnet" in backbones else ""
+    text = ONE_PASS.format(backbones=backbones, augment=augment, seeds=seeds, second=second)
+    ctx = _context(tmp_path, text)
+    assert (ctx.decoded is not None) is kept
+    samples = ctx.samples(True, 0)
+    features = ctx.features("timm/resnet18", samples, True, 0)
+    assert features.shape[0] == len(samples)
+    assert (len(ctx.decoded) > 0) if kept else ctx.decoded is None
+
+
+def test_a_finetune_table_keeps_the_memo(tmp_path):
+    ctx = _context(tmp_path, SUITE.format(extra=""))  # features + finetune (epochs reread)
+    assert ctx.decoded is not None
+
+
+def test_jobs_ask_for_the_cores_they_use(tmp_path):
+    from bench.device import cpu_threads
+
+    text = ONE_PASS.format(backbones='["timm/resnet18"]', augment="", seeds="", second="")
+    ctx = _context(tmp_path, text)
+    table = ctx.suite.protocols[0]
+    protocol = ctx.protocol("features")
+    jobs = protocol.jobs(ctx, table, 0, 0, protocol.cells(table, 0, 0))
+    extract, fit = jobs[0], jobs[1]
+    assert extract.kind == "extract" and extract.resources.cpus == cpu_threads()
+    assert extract.resources.gpus == 0
+    assert fit.kind == "fit" and fit.resources.cpus == ctx.suite.config["run"]["n_jobs"] == 2
+    ctx.device = "cuda"
+    assert ctx.network_resources().gpus == 1 and ctx.network_resources().cpus == 1

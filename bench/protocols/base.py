@@ -265,6 +265,16 @@ class Protocol(ABC):
         given = table.get("settings") or {}
         return check_table(self.settings, given, f"protocol {self.name!r} settings")
 
+    def image_reads(self, ctx: RunContext, table: Mapping[str, Any]) -> int:
+        """How often one seed of ``table`` reads each source image (0 if it reads none).
+
+        The run keeps its in-run memo of decoded images only when the suite reads
+        an image more than once in all (more tables, seeds or backbones, augmented
+        copies, training epochs); a single pass then decodes each image once and
+        holds none of them. The default, 2, assumes reuse: override it to say less.
+        """
+        return 2
+
     @abstractmethod
     def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
         """The cells (rows of Table 1) this table yields for one seed."""

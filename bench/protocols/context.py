@@ -212,12 +212,45 @@ class RunContext:
 
     @property
     def decoded(self) -> Any:
-        """The in-run memo of decoded images (:class:`bench.extraction.DecodedImages`)."""
-        if self._decoded is None:
+        """The in-run memo of decoded images (:class:`bench.extraction.DecodedImages`).
+
+        None when the suite reads each source image once in all (see
+        :meth:`~bench.protocols.base.Protocol.image_reads`): nothing to reuse, so
+        nothing is held (on Aria, ~0.5 GB of pixels for the whole run).
+        """
+        if self._decoded is None and self.reuses_images():
             from bench.extraction import DecodedImages
 
             self._decoded = DecodedImages()
         return self._decoded
+
+    def network_resources(self) -> Any:
+        """What a job that runs a network asks for: one GPU on CUDA, else this process's cores.
+
+        (On the CPU extraction and training use every core, in lanes or threads.)
+        """
+        from bench.device import cpu_threads
+        from bench.protocols.base import Resources
+
+        if str(self.device).startswith("cuda"):
+            return Resources(cpus=1.0, gpus=1.0)
+        return Resources(cpus=float(cpu_threads()))
+
+    def fit_resources(self) -> Any:
+        """What a classifier-fitting job asks for: the cores of ``[run] n_jobs``."""
+        from bench.device import cpu_threads
+        from bench.protocols.base import Resources
+
+        n_jobs = int(self.suite.config["run"]["n_jobs"] or 1)
+        return Resources(cpus=float(n_jobs if n_jobs > 0 else cpu_threads()))
+
+    def reuses_images(self) -> bool:
+        """Whether the suite reads some source image more than once (tables x seeds x reads)."""
+        if "reuses_images" not in self.memos:
+            tables = self.suite.protocols
+            reads = sum(self.protocol(t["kind"]).image_reads(self, t) for t in tables)
+            self.memos["reuses_images"] = {"value": reads * len(self.suite.seeds) > 1}
+        return bool(self.memos["reuses_images"]["value"])
 
     @property
     def feature_cache(self) -> Any:
@@ -245,19 +278,24 @@ class RunContext:
         """The samples a protocol sees: originals, or the suite's augmentation x copies."""
         from bench.data.imageset import Samples
 
-        aug = self.suite.config["augment"]
-        use = augment and aug["scheme"] != "none" and aug["copies"] > 1
+        use = self.augments(augment)
         key = (use, seed if use else 0)
         if key not in self.sample_memo:
             if use:
                 from bench.data.augment import expand
 
+                aug = self.suite.config["augment"]
                 self.sample_memo[key] = expand(
                     self.data.imageset, scheme=aug["scheme"], copies=aug["copies"], seed=seed
                 )
             else:
                 self.sample_memo[key] = Samples.originals(self.data.imageset)
         return self.sample_memo[key]
+
+    def augments(self, augment: bool) -> bool:
+        """Whether a table with ``augment`` sees augmented copies (the suite makes some)."""
+        aug = self.suite.config["augment"]
+        return bool(augment and aug["scheme"] != "none" and aug["copies"] > 1)
 
     def augmentation_info(self, augment: bool, mode: str = "premade") -> dict[str, Any] | None:
         """The record's ``augmentation`` entry for a table with ``augment`` (None: none)."""

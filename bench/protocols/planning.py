@@ -129,10 +129,14 @@ def extract_and_fit_jobs(
     common: Mapping[str, Any],
     cells: Sequence[Cell],
     *,
-    gpu: float,
+    network: Resources,
+    fits: Resources,
     weight: float | Callable[[Cell], float] = 1.0,
 ) -> list[Job]:
     """One ``extract`` job of ``backbone`` and a ``fit`` job per cell depending on it.
+
+    ``network`` is what the extraction asks of the machine, ``fits`` what a fit job does
+    (:meth:`RunContext.network_resources`, :meth:`RunContext.fit_resources`).
 
     Each fit job's payload is ``common`` plus ``backbone``, ``classifier`` and the
     ``group`` of every cell's classifier (see :func:`memo_fits`); ``weight`` is a
@@ -143,7 +147,7 @@ def extract_and_fit_jobs(
         protocol=protocol,
         kind="extract",
         payload={**common, "backbone": backbone},
-        resources=Resources(gpus=gpu),
+        resources=network,
         cells=tuple(c.id for c in cells),
     )
     out = [extract]
@@ -161,6 +165,7 @@ def extract_and_fit_jobs(
                     "group": group,
                 },
                 deps=(extract.id,),
+                resources=fits,
                 cells=(cell.id,),
                 weight=weight(cell) if callable(weight) else weight,
             )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Resources, Setting
+from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Setting
 from bench.protocols.external.testsets import (
     combined_samples,
     load_test_set,
@@ -204,7 +204,6 @@ class ExternalProtocol(Protocol):
     ) -> list[Job]:
         for i, spec in enumerate(table["test_data"]):  # a class mismatch fails before any work
             match_test_set(ctx, spec, f"{_where(index)}[{i}]")
-        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         prefix = f"p{index}|seed={seed}|external"
         out: list[Job] = []
@@ -220,7 +219,7 @@ class ExternalProtocol(Protocol):
                     self.name,
                     "extract",
                     {**common, "backbone": b},
-                    resources=Resources(gpus=gpu),
+                    resources=ctx.network_resources(),
                     cells=tuple(c.id for c in mine if c.classifier in clfs),
                 )
                 tests = [
@@ -229,7 +228,7 @@ class ExternalProtocol(Protocol):
                         self.name,
                         "extract-test",
                         {**common, "backbone": b, "test": i},
-                        resources=Resources(gpus=gpu),
+                        resources=ctx.network_resources(),
                         cells=tuple(
                             c.id for c in mine if c.classifier in clfs and c.test == spec["name"]
                         ),
@@ -245,6 +244,7 @@ class ExternalProtocol(Protocol):
                             "fit",
                             {**common, "backbone": b, "classifier": clf, "group": clfs},
                             deps=(extract.id, *(t.id for t in tests)),
+                            resources=ctx.fit_resources(),
                             cells=tuple(c.id for c in mine if c.classifier == clf),
                         )
                     )
@@ -257,7 +257,7 @@ class ExternalProtocol(Protocol):
                         self.name,
                         "train",
                         {**common, "backbone": b},
-                        resources=Resources(gpus=gpu),
+                        resources=ctx.network_resources(),
                         cells=ft_cells,
                         weight=float(n),
                     )
@@ -270,7 +270,7 @@ class ExternalProtocol(Protocol):
                                 self.name,
                                 "train-in-domain",
                                 {**common, "backbone": b, "fold": k},
-                                resources=Resources(gpus=gpu),
+                                resources=ctx.network_resources(),
                                 cells=ft_cells,
                                 weight=float(n),
                             )

@@ -55,6 +55,10 @@ class FeaturesProtocol(Protocol):
             raise UserError(f"{where}.settings.{key}: unknown key (features takes no settings)")
         return out
 
+    def image_reads(self, ctx: RunContext, table: Mapping[str, Any]) -> int:
+        """Each backbone's extraction reads every image once (its augmented copies: more)."""
+        return len(table["backbones"]) * (2 if ctx.augments(table["augment"]) else 1)
+
     def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
         return [
             Cell(index, self.name, b, c, seed)
@@ -94,7 +98,6 @@ class FeaturesProtocol(Protocol):
     ) -> list[Job]:
         from bench.protocols.planning import extract_and_fit_jobs
 
-        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
         for name in table["backbones"]:
@@ -103,7 +106,13 @@ class FeaturesProtocol(Protocol):
                 continue
             ctx.backbone(name)  # a backbone that cannot be built fails now, before any work
             out += extract_and_fit_jobs(
-                self.name, f"p{index}|seed={seed}|extract|{name}", name, common, mine, gpu=gpu
+                self.name,
+                f"p{index}|seed={seed}|extract|{name}",
+                name,
+                common,
+                mine,
+                network=ctx.network_resources(),
+                fits=ctx.fit_resources(),
             )
         return out
 

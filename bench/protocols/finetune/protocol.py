@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources, check_table
+from bench.protocols.base import Job, PlanRow, Protocol, check_table
 from bench.protocols.finetune.settings import SETTINGS, FinetuneSettings
 from bench.protocols.tables import (
     AUGMENT,
@@ -125,7 +125,6 @@ class FinetuneProtocol(Protocol):
     ) -> list[Job]:
         samples = self._samples(ctx, table, seed)
         splits, _ = ctx.splits(samples, table, seed)
-        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         out = []
         for cell in cells:
             ctx.backbone(cell.backbone)  # a backbone that cannot be built fails before any work
@@ -143,7 +142,7 @@ class FinetuneProtocol(Protocol):
                             "backbone": cell.backbone,
                             "fold": fold,
                         },
-                        resources=Resources(gpus=gpu),
+                        resources=ctx.network_resources(),
                         cells=(cell.id,),
                         weight=float(len(splits[fold][0])),
                     )

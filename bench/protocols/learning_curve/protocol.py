@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
-from bench.protocols.base import Job, PlanRow, Protocol, Resources, Setting
+from bench.protocols.base import Job, PlanRow, Protocol, Setting
 from bench.protocols.finetune.settings import SETTINGS as FINETUNE_SETTINGS
 from bench.protocols.finetune.settings import FinetuneSettings, check_model2_settings
 from bench.protocols.tables import AUGMENT, BACKBONES, CLASSIFIERS, FOLDS, SETTINGS, resolve_table
@@ -193,7 +193,6 @@ class LearningCurveProtocol(Protocol):
     ) -> list[Job]:
         from bench.protocols.planning import extract_and_fit_jobs
 
-        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         prefix = f"p{index}|seed={seed}|learning-curve"
         out: list[Job] = []
@@ -210,7 +209,8 @@ class LearningCurveProtocol(Protocol):
                     b,
                     common,
                     clf_cells,
-                    gpu=gpu,
+                    network=ctx.network_resources(),
+                    fits=ctx.fit_resources(),
                     weight=self.curve(ctx, table, seed).fit_weight(),
                 )
             for c in mine:
@@ -224,7 +224,7 @@ class LearningCurveProtocol(Protocol):
                             self.name,
                             "train",
                             {**common, "backbone": b, "cell": c.id, "fit": k},
-                            resources=Resources(gpus=gpu),
+                            resources=ctx.network_resources(),
                             cells=(c.id,),
                             weight=float(len(train)),
                         )

@@ -81,6 +81,10 @@ class TunedProtocol(Protocol):
                         raise UserError(f"{where}.grid.{name} ({p.label}): {exc}") from None
         return out
 
+    def image_reads(self, ctx: RunContext, table: Mapping[str, Any]) -> int:
+        """Each backbone's extraction reads every image once (its augmented copies: more)."""
+        return len(table["backbones"]) * (2 if ctx.augments(table["augment"]) else 1)
+
     def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
         return [
             Cell(index, self.name, b, c, seed) for b in table["backbones"] for c in table["grid"]
@@ -145,7 +149,6 @@ class TunedProtocol(Protocol):
     ) -> list[Job]:
         from bench.protocols.planning import extract_and_fit_jobs
 
-        gpu = 1.0 if str(ctx.device).startswith("cuda") else 0.0
         common = {"table": dict(table), "index": index, "seed": seed}
         out: list[Job] = []
         grid = self.grid(ctx, table)
@@ -160,7 +163,8 @@ class TunedProtocol(Protocol):
                 b,
                 common,
                 mine,
-                gpu=gpu,
+                network=ctx.network_resources(),
+                fits=ctx.fit_resources(),
                 weight=lambda c: float(len(grid[c.classifier])),
             )
         return out
