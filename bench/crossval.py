@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.errors import UserError
 from bench.fold_fastpath import CVContext, FoldFastPath, FoldOutput, FoldView
-from bench.memory_budget import MemoryBudget, parse_memory_limit
+from bench.memory_budget import start_budget
 
 
 @dataclass
@@ -149,8 +149,7 @@ def cross_validate(
         name: registry.build_classifier(name, **opts) for name, opts in classifiers.items()
     }
     n_jobs = max(1, int(n_jobs))
-    budget = MemoryBudget(parse_memory_limit(memory_limit))
-    budget.take(X.nbytes)  # the features themselves count against the limit
+    budget = start_budget(memory_limit, X.nbytes)  # the features (and with a limit: all held)
     context = CVContext(X, folds, budget=budget, device=device, n_jobs=n_jobs, note=note)
     fold_views = [FoldView(context, i, tr, te) for i, (tr, te) in enumerate(folds)]
     remaining = [len(estimators)] * len(folds)

@@ -50,9 +50,36 @@ def available_memory() -> int:
         return 8 * 2**30
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def is_auto(value: str | int | float | None) -> bool:
+    """Whether a ``memory_limit`` value means "auto" (a share of the memory available now)."""
+    return value is None or (isinstance(value, str) and value.strip().lower() == "auto")
+
+
+def start_budget(value: str | int | float | None, features_bytes: int) -> MemoryBudget:
+    """The budget of one cross-validation: the limit, with what is already held taken.
+
+    An explicit limit bounds the whole process, so its resident memory now (the
+    imports, the features, anything else it holds) counts against it; ``"auto"``
+    is a share of the memory still available, so only the features count.
+    """
+    budget = MemoryBudget(parse_memory_limit(value))
+    held = features_bytes if is_auto(value) else max(features_bytes, resident_bytes())
+    budget.take(held)
+    return budget
+
+
 def parse_memory_limit(value: str | int | float | None, *, key: str = "run.memory_limit") -> int:
     """Bytes for a memory limit: ``"auto"``/None, ``"6GB"``, ``"512MiB"``, or a number of bytes."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+    if is_auto(value):
         return int(AUTO_FRACTION * available_memory())
     if isinstance(value, bool):
         raise UserError(f"{key}: expected 'auto' or a size like '6GB', got {value!r}")

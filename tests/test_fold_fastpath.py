@@ -13,7 +13,13 @@ from sklearn.naive_bayes import GaussianNB
 from bench.crossval import cross_validate
 from bench.errors import UserError
 from bench.fold_fastpath import CVContext, FoldFastPath, FoldView
-from bench.memory_budget import MemoryBudget, parse_memory_limit
+from bench.memory_budget import (
+    MemoryBudget,
+    is_auto,
+    parse_memory_limit,
+    resident_bytes,
+    start_budget,
+)
 from bench.registry import get_registry
 from plugins.fast_estimators.products import NumpyProducts, TorchProducts
 from plugins.sklearn_classifiers import reference_estimator
@@ -84,6 +90,15 @@ def test_memory_limit_fallbacks_are_exact_and_noted():
             for a, b in zip(full[name], res[name], strict=True):
                 assert np.array_equal(a.y_pred, b.y_pred), (limit, name)
     _assert_reference(res, X, y, folds, names)
+
+
+def test_an_explicit_limit_counts_what_the_process_already_holds():
+    """``memory_limit = "6GB"`` bounds the process: its resident memory is taken up front."""
+    held = resident_bytes()
+    assert held > 10 * 2**20  # a Python process with numpy holds tens of MB at least
+    assert start_budget("6GB", 1000).taken >= held
+    assert start_budget("auto", 1000).taken == 1000  # auto: a share of what is still free
+    assert is_auto("Auto") and is_auto(None) and not is_auto("6GB")
 
 
 def test_memory_limit_values():
