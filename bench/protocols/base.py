@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.errors import UserError
+from bench.protocols.resources import Resources
 from bench.specs import ProtocolSpec
 
 if TYPE_CHECKING:
@@ -176,15 +177,6 @@ def check_table(
         elif fill_defaults and s.default is not None:
             out[s.name] = s.default
     return out
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one job needs from the machine that runs it (executors map this to their own)."""
-
-    cpus: float = 1.0
-    gpus: float = 0.0
-    memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class RunContext:
         (On the CPU extraction and training use every core, in lanes or threads.)
         """
         from bench.device import cpu_threads
-        from bench.protocols.base import Resources
+        from bench.protocols.resources import Resources
 
         if str(self.device).startswith("cuda"):
             return Resources(cpus=1.0, gpus=1.0)
@@ -239,7 +239,7 @@ class RunContext:
     def fit_resources(self) -> Any:
         """What a classifier-fitting job asks for: the cores of ``[run] n_jobs``."""
         from bench.device import cpu_threads
-        from bench.protocols.base import Resources
+        from bench.protocols.resources import Resources
 
         n_jobs = int(self.suite.config["run"]["n_jobs"] or 1)
         return Resources(cpus=float(n_jobs if n_jobs > 0 else cpu_threads()))
