@@ -143,6 +143,15 @@ def test_budget_runs_tasks_together_only_when_they_fit():
     assert budget.held == 0 and budget.running == 0
 
 
+def test_the_scatter_is_exactly_symmetric_and_the_same_with_any_thread_count():
+    """``X.T @ X`` from the upper column blocks (mirrored): symmetric, thread-count free."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((700, 2300)), 0)  # three column blocks, ReLU-like
+    one, two = NumpyProducts(1).scatter(x), NumpyProducts(2).scatter(x)
+    assert np.array_equal(one, one.T) and np.array_equal(one, two)
+    np.testing.assert_allclose(one, x.T @ x, rtol=1e-12, atol=1e-9)
+
+
 def test_torch_products_equal_numpy_and_give_the_same_predictions():
     """The CUDA code path, run on torch's CPU device (no GPU needed)."""
     pytest.importorskip("torch")
