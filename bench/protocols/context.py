@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.cache_paths import active_cache_root, default_cache_root, set_cache_root
+from bench.device import cpu_threads
+from bench.protocols.resources import Resources
 from bench.records import SplitInfo
 
 if TYPE_CHECKING:
@@ -165,6 +167,7 @@ class RunContext:
     transforms: dict[str, list[str]] = field(default_factory=dict, repr=False)
     memos: dict[str, dict[Any, Any]] = field(default_factory=dict, repr=False)
     _decoded: Any = field(default=None, repr=False)
+    _reuses_images: bool | None = field(default=None, repr=False)
     _feature_cache: Any = field(default=None, repr=False)
     _protocols: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -224,33 +227,27 @@ class RunContext:
             self._decoded = DecodedImages()
         return self._decoded
 
-    def network_resources(self) -> Any:
+    def network_resources(self) -> Resources:
         """What a job that runs a network asks for: one GPU on CUDA, else this process's cores.
 
         (On the CPU extraction and training use every core, in lanes or threads.)
         """
-        from bench.device import cpu_threads
-        from bench.protocols.resources import Resources
-
         if str(self.device).startswith("cuda"):
             return Resources(cpus=1.0, gpus=1.0)
         return Resources(cpus=float(cpu_threads()))
 
-    def fit_resources(self) -> Any:
+    def fit_resources(self) -> Resources:
         """What a classifier-fitting job asks for: the cores of ``[run] n_jobs``."""
-        from bench.device import cpu_threads
-        from bench.protocols.resources import Resources
-
         n_jobs = int(self.suite.config["run"]["n_jobs"] or 1)
         return Resources(cpus=float(n_jobs if n_jobs > 0 else cpu_threads()))
 
     def reuses_images(self) -> bool:
         """Whether the suite reads some source image more than once (tables x seeds x reads)."""
-        if "reuses_images" not in self.memos:
+        if self._reuses_images is None:
             tables = self.suite.protocols
             reads = sum(self.protocol(t["kind"]).image_reads(self, t) for t in tables)
-            self.memos["reuses_images"] = {"value": reads * len(self.suite.seeds) > 1}
-        return bool(self.memos["reuses_images"]["value"])
+            self._reuses_images = reads * len(self.suite.seeds) > 1
+        return self._reuses_images
 
     @property
     def feature_cache(self) -> Any:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
 from bench.protocols.base import REQUIRED, Setting, check_table
+
+if TYPE_CHECKING:
+    from bench.protocols.context import RunContext
 
 BACKBONES = Setting(
     "backbones", list, REQUIRED, "backbone names (e.g. alexnet, timm/resnet18)", items=str
@@ -79,3 +82,11 @@ def resolve_table(
     if "holdout" not in out and "folds" not in out:
         out["holdout"] = 0.2
     return out
+
+
+def backbone_image_reads(ctx: RunContext, table: Mapping[str, Any]) -> int:
+    """``Protocol.image_reads`` of a table with ``backbones`` and ``augment``.
+
+    Each backbone's extraction reads every source image once; augmented copies read it again.
+    """
+    return len(table["backbones"]) * (2 if ctx.augments(table["augment"]) else 1)

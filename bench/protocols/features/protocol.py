@@ -22,6 +22,7 @@ from bench.protocols.tables import (
     SAVE_MODEL,
     SETTINGS,
     SPLIT,
+    backbone_image_reads,
     resolve_table,
 )
 from bench.suite import Cell
@@ -56,8 +57,7 @@ class FeaturesProtocol(Protocol):
         return out
 
     def image_reads(self, ctx: RunContext, table: Mapping[str, Any]) -> int:
-        """Each backbone's extraction reads every image once (its augmented copies: more)."""
-        return len(table["backbones"]) * (2 if ctx.augments(table["augment"]) else 1)
+        return backbone_image_reads(ctx, table)
 
     def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
         return [

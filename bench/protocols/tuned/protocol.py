@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import UserError
 from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Setting
-from bench.protocols.tables import AUGMENT, BACKBONES, FOLDS, resolve_table
+from bench.protocols.tables import AUGMENT, BACKBONES, FOLDS, backbone_image_reads, resolve_table
 from bench.protocols.tuned.grid import expand_grid
 from bench.suite import Cell
 
@@ -82,8 +82,7 @@ class TunedProtocol(Protocol):
         return out
 
     def image_reads(self, ctx: RunContext, table: Mapping[str, Any]) -> int:
-        """Each backbone's extraction reads every image once (its augmented copies: more)."""
-        return len(table["backbones"]) * (2 if ctx.augments(table["augment"]) else 1)
+        return backbone_image_reads(ctx, table)
 
     def cells(self, table: Mapping[str, Any], index: int, seed: int) -> list[Cell]:
         return [
