@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.errors import UserError
 from bench.fold_fastpath import CVContext, FoldFastPath, FoldOutput, FoldView
+from bench.malloc_tuning import prepare_malloc, trim_heap
 from bench.memory_budget import start_budget
 
 
@@ -193,10 +194,12 @@ def cross_validate(
             if n_jobs == 1:
                 results = [task(fi, name) for fi, name in jobs]
             else:
+                prepare_malloc()  # fit threads share one heap (bench/malloc_tuning.py)
                 with ThreadPoolExecutor(max_workers=n_jobs) as pool:
                     results = list(pool.map(lambda job: task(*job), jobs))
     finally:
         context.release()
+        trim_heap()
     out: dict[str, list[FoldPrediction]] = {name: [] for name in estimators}
     for (_, name), res in zip(jobs, results, strict=True):
         out[name].append(res)
