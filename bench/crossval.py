@@ -151,7 +151,15 @@ def cross_validate(
     }
     n_jobs = max(1, int(n_jobs))
     budget = start_budget(memory_limit, X.nbytes)  # the features (and with a limit: all held)
-    context = CVContext(X, folds, budget=budget, device=device, n_jobs=n_jobs, note=note)
+    context = CVContext(
+        X,
+        folds,
+        budget=budget,
+        device=device,
+        n_jobs=n_jobs,
+        note=note,
+        estimators=tuple(estimators.values()),
+    )
     fold_views = [FoldView(context, i, tr, te) for i, (tr, te) in enumerate(folds)]
     remaining = [len(estimators)] * len(folds)
     lock = threading.Lock()

@@ -78,7 +78,10 @@ class CVContext:
     the ``(train, test)`` index pairs; ``budget`` the run's
     :class:`~bench.memory_budget.MemoryBudget` (``memory_limit`` bytes);
     ``device`` where products may run (``"cpu"``: NumPy's BLAS; ``"cuda"``,
-    ``"cuda:1"``, ...: torch on that device); ``n_jobs`` the parallel fits.
+    ``"cuda:1"``, ...: torch on that device); ``n_jobs`` the parallel fits;
+    ``estimators`` every estimator of the run, so that a fast path can tell
+    whether what it could share will be built anyway (1-NN streams its
+    distances unless an SVM of the run holds the whole Gram matrix).
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class CVContext:
         device: str = "cpu",
         n_jobs: int = 1,
         note: Callable[[str], None] | None = None,
+        estimators: tuple[Any, ...] = (),
     ) -> None:
         self.X = X
+        self.estimators = estimators
         self.folds = folds
         self.budget = budget
         self.device = device

@@ -4,7 +4,8 @@ Each estimator reproduces a plain scikit-learn one (``reference()``) and
 implements the fold fast path (:class:`bench.fold_fastpath.FoldFastPath`):
 
 * :class:`KernelSVC` (:mod:`.svm`) and :class:`EuclideanKNN` (:mod:`.knn`):
-  one Gram matrix per run, in blocks (:mod:`.gram`, :mod:`.products`);
+  one Gram matrix per run, in blocks (:mod:`.gram`, :mod:`.products`); 1-NN
+  without an SVM streams its neighbours over the blocks (:mod:`.nearest`);
 * :class:`SmallSideLDA` (:mod:`.lda`, :mod:`.lda_solvers`): the n x n or the
   d x d side, whichever is smaller, with per-fold downdating;
 * :class:`ExactTree` (:mod:`.tree`): scikit-learn's best-first Gini tree from

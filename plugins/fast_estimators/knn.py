@@ -16,11 +16,21 @@ from plugins.fast_estimators.gram import (
     F64,
     as_float64,
     linear_gram,
+    shared_sq,
+    shared_x64,
     sq_norms,
     squared_distances,
     test_block,
+    use_gram,
 )
-from plugins.fast_estimators.products import BLOCK
+from plugins.fast_estimators.nearest import fold_of_rows, nearest_in_other_folds
+from plugins.fast_estimators.products import BLOCK, NumpyProducts, products_for
+
+
+def gram_held_by_others(context: CVContext) -> bool:
+    """Whether an estimator of the run (an SVM) keeps the whole Gram matrix, and it fits."""
+    wanted = any(getattr(e, "shares_gram", False) for e in context.estimators)
+    return wanted and use_gram(context)
 
 
 class EuclideanKNN(ClassifierMixin, BaseEstimator):
@@ -29,8 +39,10 @@ class EuclideanKNN(ClassifierMixin, BaseEstimator):
     Same predictions as ``KNeighborsClassifier(n_neighbors, algorithm="brute")``
     (after a ``StandardScaler`` when ``standardize=True``), see :meth:`reference`.
     ``random_state`` is accepted for uniformity and unused (1-NN is deterministic).
-    Under cross-validation the test x train products come from the shared Gram
-    matrix, or (when it does not fit the budget) from blocked products.
+    Under cross-validation 1-NN streams every fold's neighbours over the Gram
+    matrix's blocks (:mod:`.nearest`, O(block^2) memory) unless an SVM of the
+    run holds the whole matrix; k > 1 and standardised neighbours read the
+    shared Gram matrix, or (when it does not fit the budget) blocked products.
     """
 
     def __init__(
@@ -84,13 +96,40 @@ class EuclideanKNN(ClassifierMixin, BaseEstimator):
 
     # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
 
+    def _streams(self, context: CVContext) -> bool:
+        """1-NN over a partition of the rows, on the CPU, with no Gram matrix held by others."""
+        return (
+            self.n_neighbors == 1
+            and not self.standardize
+            and type(products_for(context)) is NumpyProducts
+            and fold_of_rows(context) is not None
+            and not gram_held_by_others(context)
+        )
+
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int:
-        """Test x train products and distances, plus one block of products against all rows."""
+        """Streaming: a few blocks per thread; else test x train products and distances."""
+        if self._streams(context):
+            return (5 * BLOCK * BLOCK * context.n_jobs + 2 * context.n_samples) * F64
         return (2 * n_test * n_train + BLOCK * context.n_samples) * F64
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
-        """Neighbours of the fold's test rows from the shared (or blocked) products."""
+        """Neighbours of the fold's test rows, streamed or from the shared (or blocked) products."""
         self.check_params()
+        ctx = fold.context
+        if self._streams(ctx):
+
+            def every_fold() -> np.ndarray:
+                fold_of = fold_of_rows(ctx)
+                x, sq = shared_x64(ctx), shared_sq(ctx)
+                return nearest_in_other_folds(x, sq, fold_of, products_for(ctx))
+
+            nearest = ctx.shared("knn1-nearest", every_fold)[fold.test]
+            y_all = np.empty(ctx.n_samples, dtype=y_train.dtype)
+            y_all[fold.train] = y_train
+            classes = np.unique(y_train)
+            pred = y_all[nearest]
+            proba = (pred[:, None] == classes[None, :]).astype(np.float64)
+            return FoldOutput(pred=pred, classes=classes, proba=proba)
         b = test_block(fold, bool(self.standardize))
         classes, y_fit = np.unique(y_train, return_inverse=True)
         d2 = squared_distances(b.k_test, b.sq_test, b.sq_train)

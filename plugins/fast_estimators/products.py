@@ -22,11 +22,13 @@ from bench.fold_fastpath import CVContext
 BLOCK = 1024  # rows per block of a Gram matrix or cross product
 
 
-def _blocks(n: int, size: int = BLOCK) -> list[tuple[int, int]]:
+def blocks(n: int, size: int = BLOCK) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` spans of ``size`` covering ``range(n)``."""
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _run(n_jobs: int, work: Iterable[Callable[[], None]]) -> None:
+def run_blocks(n_jobs: int, work: Iterable[Callable[[], None]]) -> None:
+    """Run the work items on ``n_jobs`` threads (in order when 1)."""
     items = list(work)
     if n_jobs <= 1 or len(items) <= 1:
         for item in items:
@@ -51,7 +53,7 @@ class NumpyProducts:
         """``X @ X.T`` (n x n), upper blocks computed and mirrored: exactly symmetric."""
         n = X.shape[0]
         out = np.empty((n, n))
-        spans = _blocks(n)
+        spans = blocks(n)
 
         def pair(i: tuple[int, int], j: tuple[int, int]) -> Callable[[], None]:
             def work() -> None:
@@ -65,7 +67,7 @@ class NumpyProducts:
 
             return work
 
-        _run(self.n_jobs, (pair(i, j) for k, i in enumerate(spans) for j in spans[k:]))
+        run_blocks(self.n_jobs, (pair(i, j) for k, i in enumerate(spans) for j in spans[k:]))
         return out
 
     def cross(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -78,7 +80,7 @@ class NumpyProducts:
 
             return work
 
-        _run(self.n_jobs, (rows(i) for i in _blocks(A.shape[0])))
+        run_blocks(self.n_jobs, (rows(i) for i in blocks(A.shape[0])))
         return out
 
     def cross_rows(self, X: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
@@ -91,7 +93,7 @@ class NumpyProducts:
 
             return work
 
-        _run(self.n_jobs, (rows(i) for i in _blocks(len(rows_a))))
+        run_blocks(self.n_jobs, (rows(i) for i in blocks(len(rows_a))))
         return out
 
     def scatter(self, X: np.ndarray) -> np.ndarray:
@@ -102,7 +104,7 @@ class NumpyProducts:
         """
         d = X.shape[1]
         out = np.empty((d, d))
-        spans = _blocks(d)
+        spans = blocks(d)
         columns = [np.ascontiguousarray(X[:, a:b]) for a, b in spans]
 
         def pair(i: int, j: int) -> Callable[[], None]:
@@ -119,7 +121,7 @@ class NumpyProducts:
             return work
 
         n = len(spans)
-        _run(self.n_jobs, (pair(i, j) for i in range(n) for j in range(i, n)))
+        run_blocks(self.n_jobs, (pair(i, j) for i in range(n) for j in range(i, n)))
         return out
 
 
@@ -150,7 +152,7 @@ class TorchProducts(NumpyProducts):
         xd = self._on_device(X)
         n = X.shape[0]
         out = np.empty((n, n))
-        spans = _blocks(n)
+        spans = blocks(n)
         for k, (i0, i1) in enumerate(spans):
             a = xd[i0:i1]
             for j0, j1 in spans[k:]:
@@ -164,7 +166,7 @@ class TorchProducts(NumpyProducts):
     def cross(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         bd = self._on_device(B)
         out = np.empty((A.shape[0], B.shape[0]))
-        for i0, i1 in _blocks(A.shape[0]):
+        for i0, i1 in blocks(A.shape[0]):
             out[i0:i1] = (self._on_device(A[i0:i1]) @ bd.T).cpu().numpy()
         return out
 
@@ -173,7 +175,7 @@ class TorchProducts(NumpyProducts):
         cols = self.torch.from_numpy(np.asarray(rows_b, dtype=np.int64)).to(self.device)
         xb = xd.index_select(0, cols)
         out = np.empty((len(rows_a), len(rows_b)))
-        for i0, i1 in _blocks(len(rows_a)):
+        for i0, i1 in blocks(len(rows_a)):
             sel = self.torch.from_numpy(np.asarray(rows_a[i0:i1], dtype=np.int64)).to(self.device)
             out[i0:i1] = (xd.index_select(0, sel) @ xb.T).cpu().numpy()
         return out
@@ -182,7 +184,7 @@ class TorchProducts(NumpyProducts):
         acc = self.torch.zeros(
             (X.shape[1], X.shape[1]), dtype=self.torch.float64, device=self.device
         )
-        for i0, i1 in _blocks(X.shape[0], 4 * BLOCK):
+        for i0, i1 in blocks(X.shape[0], 4 * BLOCK):
             t = self._on_device(X[i0:i1])
             acc += t.T @ t
         out = acc.cpu().numpy()

@@ -64,6 +64,11 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         self.cache_size = cache_size
         self.random_state = random_state
 
+    @property
+    def shares_gram(self) -> bool:
+        """Whether its folds read the run's shared Gram matrix (not with ``standardize``)."""
+        return not self.standardize
+
     def check_params(self) -> None:
         """Raise ValueError on a parameter value SVC would reject."""
         if self.kernel not in ("linear", "poly", "rbf", "sigmoid"):
