@@ -86,7 +86,7 @@ def nonzero_fraction(context: CVContext) -> float:
 
 
 class _LiblinearParams(ClassifierMixin, BaseEstimator):
-    """Parameters, liblinear fit and prediction shared by both approximations."""
+    """The linear SVM's parameters and its (locked) liblinear fit, shared by both approximations."""
 
     C: float
     intercept_scaling: float | str
@@ -227,8 +227,9 @@ class NystroemSVC(_LiblinearParams):
 
     ``n_components`` landmarks (at most the training rows) are drawn from the
     training rows with ``random_state``; ``gamma="scale"`` is ``1 / (d *
-    X.var())`` of the training rows, as ``SVC``. The map is computed in float64,
-    ``CHUNK_ROWS`` rows at a time. :meth:`reference` is the estimator itself
+    X.var())`` of the training rows, as ``SVC``. The map is computed in float64
+    (a float32 landmark kernel's rounding would be amplified by ``1 / sqrt``
+    of its small eigenvalues), ``CHUNK_ROWS`` rows at a time. :meth:`reference` is the estimator itself
     (an approximation has no exact scikit-learn twin); :meth:`exact` gives
     the kernel SVM it approximates.
     """
