@@ -43,7 +43,7 @@ def large_fold_note(kernel: str) -> str:
     return (
         f"note: exact SVM (kernel={kernel!r}) on more than {LARGE_FOLD_ROWS:,} training rows: "
         "libsvm's SMO grows roughly between n^2 and n^3 and can take hours at this size; "
-        f"the opt-in approximation {APPROXIMATION_FOR_KERNEL[kernel]} is fast (labelled '≈')"
+        f"the opt-in approximation {APPROXIMATION_FOR_KERNEL[kernel]} is much faster (labelled '≈')"
     )
 
 
