@@ -64,7 +64,9 @@ def leukobench_classifiers() -> list[ClassifierSpec] | ClassifierSpec | None:
     following scikit-learn's API: ``fit(X, y)``, ``predict(X)`` and at least
     one of ``predict_proba(X)`` / ``decision_function(X)``; options come from
     the suite's ``[classifier.<name>]`` table. ``paper_label`` is the row name
-    used in Table 1; ``in_paper`` marks the six classifiers of Loey et al.
+    used in Table 1; ``in_paper`` marks the six classifiers of Loey et al.;
+    ``approximates`` names the exact classifier an approximation stands in for
+    (its label should say so: the builtin ones carry "≈").
 
     Called once per process, when the registry loads.
     """

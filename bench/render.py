@@ -115,6 +115,7 @@ def _latex(table: Table) -> str:
 
     headers, rows = _grouped_rows(table)
     body = tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+    body = body.replace("≈", r"$\approx$")  # approximate classifiers' labels; pdflatex-safe
     lines = [f"% {table.title}"]
     if table.caption:
         lines.append(f"% {table.caption}")

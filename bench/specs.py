@@ -45,6 +45,8 @@ class ClassifierSpec:
     ``factory(**options)`` returns an unfitted scikit-learn compatible
     estimator (``fit``, ``predict`` and ``predict_proba`` or
     ``decision_function``). ``paper_label`` is the row name in Table 1.
+    ``approximates`` names the exact classifier this one approximates (empty:
+    exact); its label should say so (the builtin ones carry "≈").
     """
 
     name: str
@@ -53,6 +55,7 @@ class ClassifierSpec:
     paper_label: str = ""
     in_paper: bool = False
     plugin: str = ""
+    approximates: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,14 @@ busy time per classifier (sum of fold fit times), and - unless
 estimator on *one* fold, times 10: an extrapolation of plain cross-validation,
 labelled as such. ``LEUKOBENCH_SCALE_SIZES=1000,3216`` picks the sizes the
 pytest wrapper runs (default: 1000, 3216, 10000 at d = 4096 and d = 1280).
+
+``--classifiers`` picks the classifier set (default: the paper's six). At
+20,000 images the exact SVMs take hours; the opt-in approximations (labelled
+"≈" in the record's ``labels``, docs/classifiers.md) run in minutes::
+
+    python benchmarks/test_bench_model1_scale.py --n 20000 --d 4096 --out scale.jsonl \
+        --classifiers dt,lda,knn1,svm-linear-approx,svm-gaussian-nystroem,svm-cubic-nystroem \
+        --baseline dt,lda,knn1
 """
 
 from __future__ import annotations
@@ -44,7 +52,15 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: int = 2) -> dict:
+def measure(
+    n: int,
+    d: int,
+    *,
+    baseline: list[str],
+    memory_limit: str,
+    n_jobs: int = 2,
+    classifiers: list[str] | None = None,
+) -> dict:
     """One size: fast path wall/RSS/busy times, then (optionally) the one-fold baselines."""
     from sklearn.base import clone
 
@@ -53,6 +69,8 @@ def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: i
     from benchmarks.test_bench_model1 import fc7_like, grouped_folds
     from plugins.sklearn_classifiers import reference_estimator
 
+    names = list(classifiers or PAPER_SIX)
+    registry = get_registry()
     X, y, groups = fc7_like(n=n, d=d)
     folds = grouped_folds(groups)
     rss_data = peak_rss_bytes()
@@ -63,7 +81,7 @@ def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: i
         X,
         y,
         folds,
-        {name: {} for name in PAPER_SIX},
+        {name: {} for name in names},
         positive_index=1,
         n_jobs=n_jobs,
         memory_limit=memory_limit,
@@ -74,6 +92,8 @@ def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: i
         "n": n,
         "d": d,
         "n_jobs": n_jobs,
+        "classifiers": names,
+        "labels": {k: registry.classifier(k).paper_label for k in names},
         "wall_s": wall,
         "peak_rss_bytes": peak_rss_bytes(),
         "rss_after_data_bytes": rss_data,
@@ -86,7 +106,6 @@ def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: i
         "load_avg": os.getloadavg(),
     }
     if baseline:
-        registry = get_registry()
         train, test = folds[0]
         out["sklearn_one_fold_s"] = {}
         out["same_predictions_fold0"] = {}
@@ -102,9 +121,18 @@ def measure(n: int, d: int, *, baseline: list[str], memory_limit: str, n_jobs: i
     return out
 
 
-def run_size(n: int, d: int, out: Path, *, baseline: bool = True, memory_limit: str = "auto"):
+def run_size(
+    n: int,
+    d: int,
+    out: Path,
+    *,
+    baseline: bool = True,
+    memory_limit: str = "auto",
+    classifiers: list[str] | None = None,
+):
     """Measure one size in a fresh subprocess (honest peak RSS); return its record."""
     cmd = [sys.executable, __file__, "--n", str(n), "--d", str(d), "--out", str(out)]
+    cmd += ["--classifiers", ",".join(classifiers or PAPER_SIX)]
     cmd += ["--memory-limit", memory_limit] + ([] if baseline else ["--no-baseline"])
     subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads(out.read_text().strip().splitlines()[-1])
@@ -149,6 +177,8 @@ def plot(records: list[dict], figure: Path) -> None:
 def table(records: list[dict]) -> str:
     """The Markdown table of docs/PERFORMANCE.md ("Model 1 at scale") from the records."""
     short = {"svm-linear": "svm-lin", "svm-gaussian": "svm-rbf", "svm-cubic": "svm-cub"}
+    short |= {"svm-linear-approx": "svm-lin≈", "svm-gaussian-nystroem": "svm-rbf≈"}
+    short |= {"svm-cubic-nystroem": "svm-cub≈"}
     lines = [
         "| n | d | wall | peak RSS | busy per classifier, fast path (s) "
         "| plain scikit-learn, 1 fold x 10 (s, extrapolated) | load avg (1 min) |",
@@ -190,7 +220,13 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="auto")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
-        "--baseline", default=",".join(PAPER_SIX), help="classifiers timed in plain scikit-learn"
+        "--classifiers",
+        default=",".join(PAPER_SIX),
+        help="classifiers cross-validated (default: the paper's six; e.g. "
+        "dt,lda,knn1,svm-linear-approx,svm-gaussian-nystroem,svm-cubic-nystroem at 20,000)",
+    )
+    parser.add_argument(
+        "--baseline", default=None, help="classifiers timed in plain scikit-learn (default: all)"
     )
     parser.add_argument("--plot", type=Path, help="JSON-lines file to draw (and tabulate)")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs/figures/model1_scale.png")
@@ -200,8 +236,12 @@ def main() -> None:
         plot(records, args.figure)
         print(table(records))
         return
-    baseline = [] if args.no_baseline else [b for b in args.baseline.split(",") if b]
-    rec = measure(args.n, args.d, baseline=baseline, memory_limit=args.memory_limit)
+    names = [c for c in args.classifiers.split(",") if c]
+    chosen = names if args.baseline is None else [b for b in args.baseline.split(",") if b]
+    baseline = [] if args.no_baseline else [b for b in chosen if b in names]
+    rec = measure(
+        args.n, args.d, baseline=baseline, memory_limit=args.memory_limit, classifiers=names
+    )
     with args.out.open("a") as fh:
         fh.write(json.dumps(rec) + "\n")
     print(json.dumps(rec))

@@ -55,10 +55,11 @@ def tables(kind: str) -> Table:
     elif kind == "classifiers":
         t = Table(title="Classifiers")
         t.add_column("name", no_wrap=True)
-        for col in ("Table 1 label", "description", "plugin", "in paper"):
+        for col in ("Table 1 label", "description", "plugin", "in paper", "approximates"):
             t.add_column(col)
         for name, s in reg.classifiers.items():
-            t.add_row(name, s.paper_label, s.description, s.plugin, "yes" if s.in_paper else "")
+            paper = "yes" if s.in_paper else ""
+            t.add_row(name, s.paper_label, s.description, s.plugin, paper, s.approximates)
     elif kind == "datasets":
         t = Table(title="Datasets")
         t.add_column("name", no_wrap=True)

@@ -11,11 +11,23 @@ implements the fold fast path (:class:`bench.fold_fastpath.FoldFastPath`):
 * :class:`ExactTree` (:mod:`.tree`): scikit-learn's best-first Gini tree from
   one presort of every feature (:mod:`.presort`, :mod:`.tree_builder`,
   :mod:`.tree_shuffle`).
+
+Two opt-in approximations are not exact (:mod:`.approx_svm`, labelled "≈"):
+:class:`LiblinearSVC` (the linear SVM solved by liblinear) and
+:class:`NystroemSVC` (a Nyström feature map + that linear SVM).
 """
 
+from plugins.fast_estimators.approx_svm import LiblinearSVC, NystroemSVC
 from plugins.fast_estimators.knn import EuclideanKNN
 from plugins.fast_estimators.lda import SmallSideLDA
 from plugins.fast_estimators.svm import KernelSVC
 from plugins.fast_estimators.tree import ExactTree
 
-__all__ = ["EuclideanKNN", "ExactTree", "KernelSVC", "SmallSideLDA"]
+__all__ = [
+    "EuclideanKNN",
+    "ExactTree",
+    "KernelSVC",
+    "LiblinearSVC",
+    "NystroemSVC",
+    "SmallSideLDA",
+]

@@ -27,6 +27,25 @@ from plugins.fast_estimators.gram import (
     x64_bytes,
 )
 
+#: Training rows above which an exact SVM fit says it can take long (libsvm's SMO).
+LARGE_FOLD_ROWS = 10_000
+#: The opt-in approximate classifier (plugins/sklearn_classifiers.py) for each exact kernel.
+APPROXIMATION_FOR_KERNEL = {
+    "linear": "svm-linear-approx",
+    "rbf": "svm-gaussian-nystroem",
+    "poly": "svm-cubic-nystroem",
+    "sigmoid": "svm-gaussian-nystroem (option kernel = 'sigmoid')",
+}
+
+
+def large_fold_note(kernel: str) -> str:
+    """The one-line note an exact SVM prints once per run before fitting a large fold."""
+    return (
+        f"note: exact SVM (kernel={kernel!r}) on more than {LARGE_FOLD_ROWS:,} training rows: "
+        "libsvm's SMO grows roughly between n^2 and n^3 and can take hours at this size; "
+        f"the opt-in approximation {APPROXIMATION_FOR_KERNEL[kernel]} is much faster (labelled '≈')"
+    )
+
 
 class KernelSVC(ClassifierMixin, BaseEstimator):
     """``SVC`` with its kernel computed by BLAS (``kernel="precomputed"`` inside).
@@ -168,6 +187,8 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         self.check_params()
         ctx = fold.context
         n_train, n_test = len(fold.train), len(fold.test)
+        if n_train > LARGE_FOLD_ROWS:
+            ctx.note(large_fold_note(self.kernel))
         if not self._block_fits(ctx, n_train, n_test):
             ctx.note(
                 f"note: a {n_train:,} x {n_train:,} kernel block does not fit memory_limit "
