@@ -141,8 +141,9 @@ _APPROXIMATE = [
         "svm-linear-approx",
         "SVM (linear) ≈ liblinear",
         "svm-linear",
-        "APPROXIMATE linear SVM: SVC's hinge-loss objective (C=1) solved by liblinear "
-        "(LinearSVC, dual), whose intercept is regularised (intercept_scaling='auto')",
+        "APPROXIMATE linear SVM: the L2-loss (squared hinge) SVM, C=1, solved by liblinear "
+        "in the primal (LinearSVC, Newton; loss='hinge' for SVC's own objective), "
+        "intercept regularised (intercept_scaling='auto')",
         _factory("svm-linear-approx", LiblinearSVC),
     ),
     (
@@ -150,7 +151,7 @@ _APPROXIMATE = [
         "SVM (Gaussian) ≈ Nyström",
         "svm-gaussian",
         "APPROXIMATE Gaussian SVM: Nystroem map of the RBF kernel (gamma='scale', "
-        "n_components=1000 training rows, random_state=0) + liblinear's linear SVM (C=1)",
+        "n_components=1000 training rows, random_state=0) + liblinear's L2-loss linear SVM (C=1)",
         _factory("svm-gaussian-nystroem", NystroemSVC, kernel="rbf"),
     ),
     (
@@ -158,7 +159,7 @@ _APPROXIMATE = [
         "SVM (cubic) ≈ Nyström",
         "svm-cubic",
         "APPROXIMATE cubic SVM: Nystroem map of (gamma <x,z> + 1)^3 (gamma='scale', "
-        "n_components=1000 training rows, random_state=0) + liblinear's linear SVM (C=1)",
+        "n_components=1000 training rows, random_state=0) + liblinear's L2-loss linear SVM (C=1)",
         _factory("svm-cubic-nystroem", NystroemSVC, kernel="poly", degree=3, coef0=1.0),
     ),
 ]

@@ -90,7 +90,8 @@ def test_liblinear_equals_plain_linear_svc_and_resolves_scaling():
     rms = np.sqrt(np.mean(np.sum(Xtr.astype(np.float64) ** 2, axis=1)))
     assert est.intercept_scaling_ == pytest.approx(rms, rel=1e-12)
     ref = clone(est.svm_).fit(Xtr.astype(np.float64), ytr)  # a plain LinearSVC
-    assert (ref.loss, ref.dual, ref.C, ref.tol, ref.max_iter) == ("hinge", True, 1.0, 1e-3, 1000)
+    expected = ("squared_hinge", False, 1.0, 1e-3, 1000)  # primal Newton
+    assert (ref.loss, ref.dual, ref.C, ref.tol, ref.max_iter) == expected
     assert ref.intercept_scaling == est.intercept_scaling_
     np.testing.assert_array_equal(est.decision_function(Xte), ref.decision_function(Xte))
 
@@ -118,10 +119,11 @@ def test_agrees_with_the_exact_svm_on_an_easy_problem(name):
     assert same >= 0.97 and np.mean(exact.predict(Xte) == yte) >= 0.95, same
 
 
-def test_fold_fast_path_equals_fit_predict_serial_or_parallel():
+@pytest.mark.parametrize("loss", ["squared_hinge", "hinge"])  # primal (no lock), dual (locked)
+def test_fold_fast_path_equals_fit_predict_serial_or_parallel(loss):
     X, y, _, _ = _data(n=360, d=25, seed=6)
     folds = _folds(len(X))
-    names = {n: ({"n_components": 40} if "nys" in n else {}) for n in APPROX}
+    names = {n: {"loss": loss, **({"n_components": 40} if "nys" in n else {})} for n in APPROX}
     serial = cross_validate(X, y, folds, names, positive_index=1, n_jobs=1)
     parallel = cross_validate(X, y, folds, names, positive_index=1, n_jobs=2)
     reg = get_registry()
@@ -164,12 +166,12 @@ def test_unconverged_liblinear_says_so_once():
         X,
         y,
         _folds(len(X)),
-        {"svm-linear-approx": {"max_iter": 2}},
+        {"svm-linear-approx": {"max_iter": 2, "loss": "hinge"}},
         positive_index=1,
         note=notes.append,
     )
     assert len(out["svm-linear-approx"]) == 3
-    assert len(notes) == 1 and "max_iter=2 epochs" in notes[0], notes
+    assert len(notes) == 1 and "max_iter=2 iterations" in notes[0], notes
 
 
 def test_labels_reach_the_result_tables(tmp_path):
