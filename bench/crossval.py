@@ -10,7 +10,9 @@ Estimators implementing :class:`bench.fold_fastpath.FoldFastPath` share work
 across folds and classifiers (the builtin SVMs and 1-NN one Gram matrix, the
 tree one presort, LDA one scatter matrix); any other scikit-learn estimator
 goes through ``clone -> fit -> predict``. Fits run in parallel only while their
-estimated memory fits ``memory_limit`` (:mod:`bench.memory_budget`).
+estimated memory fits ``memory_limit`` (:mod:`bench.memory_budget`); a free
+worker starts the first pending pair that fits, so a large fit waiting for
+memory does not hold up smaller ones behind it.
 """
 
 from __future__ import annotations
@@ -164,19 +166,22 @@ def cross_validate(
     remaining = [len(estimators)] * len(folds)
     lock = threading.Lock()
 
-    def task(fi: int, name: str) -> FoldPrediction:
+    def need(job: tuple[int, str]) -> int:
+        fold = fold_views[job[0]]
+        return task_memory(estimators[job[1]], context, len(fold.train), len(fold.test))
+
+    def fit(fi: int, name: str) -> tuple[FoldOutput, float]:
+        t0 = time.perf_counter()
+        try:
+            out = fit_predict(estimators[name], X, y, fold_views[fi])
+        except UserError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"classifier {name!r} failed on fold {fi}: {exc}") from exc
+        return out, time.perf_counter() - t0
+
+    def finish(fi: int, name: str, out: FoldOutput, fit_s: float) -> FoldPrediction:
         fold = fold_views[fi]
-        est = estimators[name]
-        need = task_memory(est, context, len(fold.train), len(fold.test))
-        with budget.hold(need):
-            t0 = time.perf_counter()
-            try:
-                out = fit_predict(est, X, y, fold)
-            except UserError:
-                raise
-            except (ValueError, TypeError) as exc:
-                raise UserError(f"classifier {name!r} failed on fold {fi}: {exc}") from exc
-            fit_s = time.perf_counter() - t0
         pred = FoldPrediction(
             fold=fi,
             test_index=fold.test,
@@ -193,6 +198,31 @@ def cross_validate(
             progress(name, fi)
         return pred
 
+    def serial(job: tuple[int, str]) -> FoldPrediction:
+        with budget.hold(need(job)):
+            out, fit_s = fit(*job)
+        return finish(*job, out, fit_s)
+
+    pending: list[tuple[int, str]] = []
+    done: dict[tuple[int, str], FoldPrediction] = {}
+    failed = threading.Event()
+
+    def worker() -> None:
+        """Take the first pending pair that fits the budget, until none is left."""
+        while not failed.is_set():
+            picked = budget.hold_next(pending, need)
+            if picked is None:
+                return
+            job, nbytes = picked
+            try:
+                out, fit_s = fit(*job)
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                budget.release(nbytes)
+            done[job] = finish(*job, out, fit_s)
+
     jobs = [(fi, name) for fi in range(len(folds)) for name in estimators]
     # One BLAS thread per task, whatever n_jobs: BLAS results can depend on its
     # thread count, and this keeps a parallel run bit-identical to a serial one.
@@ -200,11 +230,14 @@ def cross_validate(
     try:
         with threadpool_limits(limits=1, user_api="blas"):
             if n_jobs == 1:
-                results = [task(fi, name) for fi, name in jobs]
+                results = [serial(job) for job in jobs]
             else:
                 prepare_malloc()  # fit threads share one heap (bench/malloc_tuning.py)
+                pending.extend(jobs)
                 with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                    results = list(pool.map(lambda job: task(*job), jobs))
+                    for started in [pool.submit(worker) for _ in range(n_jobs)]:
+                        started.result()
+                results = [done[job] for job in jobs]
     finally:
         context.release()
         trim_heap()

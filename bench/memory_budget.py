@@ -7,6 +7,9 @@ estimated bytes of everything running stay under the limit: shared artefacts
 (a Gram matrix, a presort) are *taken* for the rest of the run, tasks *hold*
 their estimate while they run and wait while the budget is full; a task runs
 alone when nothing else is running, whatever its estimate.
+:meth:`MemoryBudget.hold_next` lets a worker skip ahead: it starts the first
+pending task that fits now rather than wait for the one at the head of the
+queue (two large SVM folds wait for each other, a tree fold fits beside one).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from bench.errors import UserError
+
+T = TypeVar("T")
 
 AUTO_FRACTION = 0.8
 # Of an explicit limit, what the estimates leave for what they do not count: the
@@ -156,3 +162,35 @@ class MemoryBudget:
                 self.held -= nbytes
                 self.running -= 1
                 self._cond.notify_all()
+
+    def hold_next(self, pending: list[T], need: Callable[[T], int]) -> tuple[T, int] | None:
+        """Remove and hold the first of ``pending`` whose ``need`` fits now; None when empty.
+
+        Estimates are computed outside the lock (they may build shared state)
+        and again after every change. The caller runs the task, then calls
+        :meth:`release` with the returned bytes.
+        """
+        while True:
+            with self._cond:
+                snapshot = list(pending)
+            if not snapshot:
+                return None
+            sizes = [(item, int(need(item))) for item in snapshot]
+            with self._cond:
+                for item, nbytes in sizes:
+                    if item not in pending:
+                        continue
+                    if not self.running or self.taken + self.held + nbytes <= self.limit:
+                        pending.remove(item)
+                        self.held += nbytes
+                        self.running += 1
+                        return item, nbytes
+                if any(item in pending for item, _ in sizes):
+                    self._cond.wait(timeout=1.0)  # a task ended or the budget changed
+
+    def release(self, nbytes: int) -> None:
+        """A task started by :meth:`hold_next` is done."""
+        with self._cond:
+            self.held -= int(nbytes)
+            self.running -= 1
+            self._cond.notify_all()

@@ -143,6 +143,45 @@ def test_budget_runs_tasks_together_only_when_they_fit():
     assert budget.held == 0 and budget.running == 0
 
 
+def test_a_free_worker_skips_ahead_to_the_first_task_that_fits():
+    """Two big tasks cannot run together; the small ones behind them run beside the first."""
+    budget = MemoryBudget(120)
+    pending = ["big-1", "big-2", "small-1", "small-2"]
+    size = {"big-1": 70, "big-2": 70, "small-1": 20, "small-2": 20}
+    started: list[str] = []
+    first = budget.hold_next(pending, size.__getitem__)
+    second = budget.hold_next(pending, size.__getitem__)  # big-2 does not fit beside big-1
+    third = budget.hold_next(pending, size.__getitem__)
+    started += [first[0], second[0], third[0]]
+    assert started == ["big-1", "small-1", "small-2"] and pending == ["big-2"]
+    assert budget.held == 110 and budget.running == 3  # 70 + 20 + 20 held
+
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(budget.hold_next(pending, size.get)))
+    waiter.start()
+    time.sleep(0.1)
+    assert got == []  # big-2 waits while big-1 runs
+    budget.release(first[1])
+    waiter.join(timeout=5)
+    assert got == [("big-2", 70)] and pending == []
+    for nbytes in (second[1], third[1], 70):
+        budget.release(nbytes)
+    assert budget.hold_next(pending, size.get) is None
+    assert budget.held == 0 and budget.running == 0
+
+
+def test_a_tight_budget_gives_the_same_predictions_in_any_order():
+    X, y, folds = _data(seed=9)
+    names = {n: {} for n in PAPER_SIX}
+    free = cross_validate(X, y, folds, names, positive_index=1, n_jobs=2)
+    tight = cross_validate(X, y, folds, names, positive_index=1, n_jobs=2, memory_limit=2**21)
+    for name in PAPER_SIX:
+        for a, b in zip(free[name], tight[name], strict=True):
+            assert a.fold == b.fold and np.array_equal(a.y_pred, b.y_pred), name
+            # (the SVMs' kernels come from per-fold products here: same up to rounding)
+            np.testing.assert_allclose(a.score, b.score, rtol=1e-7, atol=1e-9, err_msg=name)
+
+
 def test_the_scatter_is_exactly_symmetric_and_the_same_with_any_thread_count():
     """``X.T @ X`` from the upper column blocks (mirrored): symmetric, thread-count free."""
     rng = np.random.default_rng(3)
