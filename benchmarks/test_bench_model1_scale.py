@@ -146,6 +146,18 @@ def plot(records: list[dict], figure: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    paper = [r for r in records if r.get("classifiers", PAPER_SIX) == PAPER_SIX]
+    other = [r for r in records if r.get("classifiers", PAPER_SIX) != PAPER_SIX]
+    if other:
+        ax.plot(
+            [r["n"] for r in other],
+            [r["wall_s"] for r in other],
+            marker="*",
+            linestyle="none",
+            markersize=10,
+            label="fast, tree + LDA + 1-NN + the three approximate SVMs (\u2248)",
+        )
+    records = paper
     for d, marker in zip(sorted({r["d"] for r in records}, reverse=True), "os^", strict=False):
         rows = sorted((r for r in records if r["d"] == d), key=lambda r: r["n"])
         ax.plot(
