@@ -7,7 +7,7 @@ update are a few hundred small kernels. Capturing them in one
 is numerically the eager one: the warm-up iterations that capture needs are
 undone (weights, BatchNorm statistics and momentum restored) before the first
 real batch. Supported: SGD / SGD with momentum, a constant learning rate,
-no fp16 loss scaling (bf16 autocast is fine); :func:`graph_unsupported`
+no fp16 loss scaling (bf16 autocast is fine); :func:`bench.protocols.finetune.settings.graph_unsupported`
 says why otherwise.
 """
 
@@ -21,17 +21,6 @@ import torch
 from torch import nn
 
 WARMUP_STEPS = 3
-
-
-def graph_unsupported(optimizer: str, schedule: str, amp: str) -> str | None:
-    """Why these settings cannot use a captured step (``None`` when they can)."""
-    if optimizer not in ("sgd", "sgdm"):
-        return f"optimizer {optimizer!r} (use sgd or sgdm)"
-    if schedule != "none":
-        return f"schedule {schedule!r} (the learning rate must stay constant)"
-    if amp == "fp16":
-        return "amp 'fp16' (loss scaling; use 'bf16' or 'none')"
-    return None
 
 
 class GraphedStep:

@@ -13,7 +13,6 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.protocols.base import Setting, check_table
-from bench.protocols.finetune.graph_step import graph_unsupported
 from bench.registry import suggest
 
 OPTIMIZERS = ("sgdm", "sgd", "adam", "adamw")
@@ -21,6 +20,17 @@ SCHEDULES = ("none", "cosine")
 TRAIN_MODES = ("all", "head")
 AUGMENTATIONS = ("premade", "onthefly")
 AMP_MODES = ("none", "bf16", "fp16")
+
+
+def graph_unsupported(optimizer: str, schedule: str, amp: str) -> str | None:
+    """Why these settings cannot use a captured step (``None`` when they can)."""
+    if optimizer not in ("sgd", "sgdm"):
+        return f"optimizer {optimizer!r} (use sgd or sgdm)"
+    if schedule != "none":
+        return f"schedule {schedule!r} (the learning rate must stay constant)"
+    if amp == "fp16":
+        return "amp 'fp16' (loss scaling; use 'bf16' or 'none')"
+    return None
 
 
 @dataclass(frozen=True)
