@@ -28,7 +28,7 @@ from plugins.fast_estimators.gram import (
 )
 
 #: Training rows above which an exact SVM fit says it can take long (libsvm's SMO).
-LARGE_FOLD_ROWS = 10_000
+LARGE_FOLD_ROWS = 5_000
 #: The opt-in approximate classifier (plugins/sklearn_classifiers.py) for each exact kernel.
 APPROXIMATION_FOR_KERNEL = {
     "linear": "svm-linear-approx",
@@ -42,7 +42,8 @@ def large_fold_note(kernel: str) -> str:
     """The one-line note an exact SVM prints once per run before fitting a large fold."""
     return (
         f"note: exact SVM (kernel={kernel!r}) on more than {LARGE_FOLD_ROWS:,} training rows: "
-        "libsvm's SMO grows roughly between n^2 and n^3 and can take hours at this size; "
+        "libsvm's SMO grows roughly between n^2 and n^3 and can take minutes to hours per fold "
+        "at this size; "
         f"the opt-in approximation {APPROXIMATION_FOR_KERNEL[kernel]} is much faster (labelled '≈')"
     )
 
