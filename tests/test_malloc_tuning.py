@@ -38,16 +38,21 @@ glibc_linux = pytest.mark.skipif(
 )
 
 
-def _probe(env_value: str | None) -> tuple[bool, int, int]:
+def _run_probe(code: str, env_value: str | None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter with ``LEUKOBENCH_MALLOC`` unset or set to ``env_value``."""
     import os
 
     env = dict(os.environ)
     env.pop("LEUKOBENCH_MALLOC", None)
     if env_value is not None:
         env["LEUKOBENCH_MALLOC"] = env_value
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+
+
+def _probe(env_value: str | None) -> tuple[bool, int, int]:
+    out = _run_probe(_PROBE, env_value).stdout.split()
     return out[0] == "True", int(out[1]), int(out[2])
 
 
@@ -79,15 +84,7 @@ ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per heap, on std
 
 
 def _arenas(env_value: str | None) -> int:
-    import os
-
-    env = dict(os.environ)
-    env.pop("LEUKOBENCH_MALLOC", None)
-    if env_value is not None:
-        env["LEUKOBENCH_MALLOC"] = env_value
-    err = subprocess.run(
-        [sys.executable, "-c", _CV_PROBE], env=env, capture_output=True, text=True, check=True
-    ).stderr
+    err = _run_probe(_CV_PROBE, env_value).stderr
     return sum(line.startswith("Arena ") for line in err.splitlines())
 
 

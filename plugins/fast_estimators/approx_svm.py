@@ -41,7 +41,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from bench.fold_fastpath import CVContext, FoldOutput, FoldView
-from plugins.fast_estimators.gram import F64, scale_gamma
+from plugins.fast_estimators.gram import F64, check_gamma, scale_gamma
 from plugins.fast_estimators.svm import KernelSVC
 
 #: Held around every liblinear fit (its shuffling generator is process-global).
@@ -280,9 +280,7 @@ class NystroemSVC(_LiblinearParams):
         """Raise ValueError on a parameter value Nystroem or LinearSVC would reject."""
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {self.kernel!r}")
-        named = isinstance(self.gamma, str) and self.gamma in ("scale", "auto")
-        if not named and (isinstance(self.gamma, str) or not self.gamma > 0):
-            raise ValueError(f"gamma must be 'scale', 'auto' or > 0, not {self.gamma!r}")
+        check_gamma(self.gamma)
         n = self.n_components
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n_components must be an integer >= 1, not {n!r}")

@@ -57,6 +57,13 @@ def squared_distances(gram_ab: np.ndarray, sq_a: np.ndarray, sq_b: np.ndarray) -
     return d
 
 
+def check_gamma(gamma: float | str) -> None:
+    """Raise ValueError unless ``gamma`` is 'scale', 'auto' or a positive number (as SVC)."""
+    named = isinstance(gamma, str) and gamma in ("scale", "auto")
+    if not named and (isinstance(gamma, str) or not gamma > 0):
+        raise ValueError(f"gamma must be 'scale', 'auto' or > 0, not {gamma!r}")
+
+
 def scale_gamma(gamma: float | str, n_features: int, x_var: float) -> float:
     """scikit-learn's ``gamma`` ('scale' = 1 / (n_features * X.var()), 'auto' = 1 / n_features)."""
     if gamma == "scale":

@@ -16,6 +16,7 @@ from bench.memory_budget import format_bytes
 from plugins.fast_estimators.gram import (
     F64,
     as_float64,
+    check_gamma,
     fold_block,
     gram_bytes,
     gram_fits,
@@ -93,9 +94,7 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         """Raise ValueError on a parameter value SVC would reject."""
         if self.kernel not in ("linear", "poly", "rbf", "sigmoid"):
             raise ValueError(f"kernel must be linear, poly, rbf or sigmoid, not {self.kernel!r}")
-        named = isinstance(self.gamma, str) and self.gamma in ("scale", "auto")
-        if not named and (isinstance(self.gamma, str) or self.gamma <= 0):
-            raise ValueError(f"gamma must be 'scale', 'auto' or > 0, not {self.gamma!r}")
+        check_gamma(self.gamma)
         self._svc()._validate_params()
 
     def _svc(self) -> SVC:
