@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import UserError
@@ -13,6 +13,10 @@ from bench.errors import UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 AUTOCAST_DTYPES = ("bfloat16", "float16", "float32")
+
+
+# The hints records show (in the backbone's ``extra``); the others never change a number.
+RECORDED_HINTS = ("cpu_batch_size", "cpu_compile", "cuda_autocast")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,10 @@ class RuntimeHints:
     * ``cuda_autocast``: the autocast dtype on CUDA, ``"bfloat16"`` (default),
       ``"float16"`` or ``"float32"``. It changes the numbers, so it is part of CUDA
       feature-cache keys (``cuda-bf16``, ``cuda-float16``, ...).
+    * ``cpu_forward_chunk``: run the CPU lanes' full batches through the network in
+      chunks of this many rows, to hold fewer activations (``None``: whole). Used
+      only where a probe finds the bits unchanged
+      (:mod:`bench.extraction.chunking`), so it is not shown in records either.
 
     The older way, the same keys in ``Backbone.extra``, still works (read once, when
     the Backbone is made) and is deprecated.
@@ -34,11 +42,15 @@ class RuntimeHints:
     cpu_batch_size: int | None = None
     cpu_compile: bool = False
     cuda_autocast: str = "bfloat16"
+    cpu_forward_chunk: int | None = None
 
     def __post_init__(self) -> None:
-        size = self.cpu_batch_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise UserError(f"RuntimeHints.cpu_batch_size must be a positive integer, got {size!r}")
+        for name in ("cpu_batch_size", "cpu_forward_chunk"):
+            size = getattr(self, name)
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 1
+            ):
+                raise UserError(f"RuntimeHints.{name} must be a positive integer, got {size!r}")
         if self.cuda_autocast not in AUTOCAST_DTYPES:
             raise UserError(
                 f"cuda_autocast {self.cuda_autocast!r} is not a known dtype "
@@ -48,7 +60,7 @@ class RuntimeHints:
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> RuntimeHints | None:
         """Hints given the deprecated way, as ``Backbone.extra`` keys; ``None`` when none are."""
-        if not any(f.name in extra for f in fields(cls)):
+        if not any(name in extra for name in RECORDED_HINTS):
             return None
         size = extra.get("cpu_batch_size")
         return cls(
@@ -61,9 +73,9 @@ class RuntimeHints:
         """The hints that differ from the defaults, as the ``extra`` keys records have always shown."""
         default = RuntimeHints()
         return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
+            name: getattr(self, name)
+            for name in RECORDED_HINTS
+            if getattr(self, name) != getattr(default, name)
         }
 
 

@@ -49,9 +49,13 @@ def test_builtin_backbones_declare_typed_hints_and_records_still_show_them() -> 
         "cpu_batch_size": 32,
     }
     lite = reg.build_backbone("efficientnet_lite0", weights="none")
-    assert lite.hints == RuntimeHints(cpu_batch_size=32, cpu_compile=True, cuda_autocast="float16")
+    assert lite.hints == RuntimeHints(
+        cpu_batch_size=32, cpu_compile=True, cuda_autocast="float16", cpu_forward_chunk=16
+    )
     extra = lite.describe()["extra"]
+    # the chunk never changes a bit (probed), so records show what they always showed
     assert list(extra)[-3:] == ["cpu_batch_size", "cpu_compile", "cuda_autocast"]
+    assert "cpu_forward_chunk" not in extra
     assert default_batch_size(lite, "cpu") == 32 and default_batch_size(lite, "cuda") == 256
     assert numerics_tag("cuda", lite) == "cuda-float16" and numerics_tag("cpu", lite) == ""
     assert want_compile(lite, "cpu", 5000) and not want_compile(lite, "cpu", 4999)
@@ -82,6 +86,8 @@ def test_bad_hints_are_user_errors_naming_the_backbone() -> None:
         RuntimeHints(cuda_autocast="int8")
     with pytest.raises(UserError, match="cpu_batch_size must be a positive integer"):
         RuntimeHints(cpu_batch_size=0)
+    with pytest.raises(UserError, match="cpu_forward_chunk must be a positive integer"):
+        RuntimeHints(cpu_forward_chunk=True)
     with pytest.raises(UserError, match="backbone hinted: cuda_autocast 'int8'"):
         _backbone(extra={"cuda_autocast": "int8"})
     with pytest.raises(UserError, match="backbone hinted"):

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UserError
+from bench.extraction.chunking import ChunkedForward, chunk_rows
 from bench.extraction.jobs import Job, RowFiller, Setup, Work
 from bench.extraction.model import forward_fn, prepare_model
 from bench.extraction.normalise import Normaliser
@@ -112,6 +113,10 @@ class BatchPlan(Generic[J]):
 
     def take(self) -> list[J]:
         """The next batch's jobs; empty when everything was handed out."""
+        return self.take_batch()[0]
+
+    def take_batch(self) -> tuple[list[J], bool]:
+        """``(jobs, tail)``: the next batch, and whether the guided tail shrank it."""
         with self._lock:
             target = self.batch_size
             if self.guided and self.lanes > 1:
@@ -130,7 +135,7 @@ class BatchPlan(Generic[J]):
                 rows += size
                 self._next += 1
             self._left -= rows
-            return taken
+            return taken, target < self.batch_size
 
 
 def split_jobs(jobs: list[Job], batch_size: int) -> list[Job]:
@@ -205,14 +210,14 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
         try:
             with torch.inference_mode():
                 while not stop.is_set():
-                    part = plan.take()
+                    part, tail = plan.take_batch()
                     if not part:
                         return
                     t0 = time.perf_counter()
                     rows = fill_batch(x, part, setup, normaliser, pool)
                     t1 = time.perf_counter()
                     inp = x[: len(rows)].permute(0, 3, 1, 2)  # NCHW view of NHWC
-                    vecs = forward(inp).float().numpy()
+                    vecs = chunked(inp, tail=tail).float().numpy()
                     t2 = time.perf_counter()
                     filler.fill(rows, vecs)
                     if cache is not None:  # the batch in one pack
@@ -240,6 +245,18 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
                         memory_format=torch.channels_last
                     )
                 )
+        chunk = None
+        if not compiled:  # a compiled model keeps its one shape
+            root = None if cache is None else cache.root
+            chunk = chunk_rows(
+                model,
+                backbone,
+                batch_size=batch_size,
+                threads=lane_threads,
+                n_images=total,
+                root=root,
+            )
+        chunked = ChunkedForward(forward, chunk)
         plan = BatchPlan(
             jobs,
             [len(j.rows) for j in jobs],
@@ -274,6 +291,7 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
         "torch_threads": n_lanes * lane_threads,
         "gpu_jpeg": False,
         "compiled": compiled,
+        "forward_chunk": chunk or batch_size,
         "decode_seconds": round(timing["decode"], 4),
         "forward_seconds": round(timing["forward"], 4),
         "store_seconds": round(timing["store"], 4),

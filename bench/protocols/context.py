@@ -41,7 +41,9 @@ class CacheRoot:
 
     ``features/`` (feature packs), ``predictions/`` (Model 1 fold predictions),
     ``runs/<key>/`` (resumable fine-tuning state per cell), ``validated/``
-    (image verdicts), ``weights-digests.json``, ``synthetic/`` (drawn datasets).
+    (image verdicts), ``weights-digests.json``, ``synthetic/`` (drawn datasets),
+    ``throughput.json`` and ``forward-chunks.json`` (whether chunked CPU forwards
+    are bit-identical here).
     Picklable: executors send it to workers, which must see the same folder
     (shared storage).
     """
