@@ -145,24 +145,34 @@ def plot(records: list[dict], figure: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    paper = [r for r in records if r.get("classifiers", PAPER_SIX) == PAPER_SIX]
-    other = [r for r in records if r.get("classifiers", PAPER_SIX) != PAPER_SIX]
-    if other:
-        ax.plot(
-            [r["n"] for r in other],
-            [r["wall_s"] for r in other],
-            marker="*",
-            linestyle="none",
-            markersize=10,
-            label="fast, tree + LDA + 1-NN + the three approximate SVMs (\u2248)",
+    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    dims = sorted({r["d"] for r in records}, reverse=True)
+    for k, (d, marker) in enumerate(zip(dims, "os^", strict=False)):
+        colour = colours[k % len(colours)]
+        mine = [r for r in records if r["d"] == d]
+        rows = sorted(
+            (r for r in mine if r.get("classifiers", PAPER_SIX) == PAPER_SIX), key=lambda r: r["n"]
         )
-    records = paper
-    for d, marker in zip(sorted({r["d"] for r in records}, reverse=True), "os^", strict=False):
-        rows = sorted((r for r in records if r["d"] == d), key=lambda r: r["n"])
-        ax.plot(
-            [r["n"] for r in rows], [r["wall_s"] for r in rows], marker=marker, label=f"fast, d={d}"
-        )
+        other = [r for r in mine if r.get("classifiers", PAPER_SIX) != PAPER_SIX]
+        if rows:
+            ax.plot(
+                [r["n"] for r in rows],
+                [r["wall_s"] for r in rows],
+                marker=marker,
+                color=colour,
+                label=f"fast, d={d}",
+            )
+        if other:
+            ax.plot(
+                [r["n"] for r in other],
+                [r["wall_s"] for r in other],
+                marker="*",
+                linestyle="none",
+                markersize=11,
+                color=colour,
+                label=f"fast, d={d}: tree + LDA + 1-NN + the three approximate SVMs (\u2248)",
+            )
         base = [r for r in rows if len(r.get("sklearn_x10_extrapolated_s", {})) == len(PAPER_SIX)]
         if base:
             ax.plot(
@@ -170,6 +180,8 @@ def plot(records: list[dict], figure: Path) -> None:
                 [sum(r["sklearn_x10_extrapolated_s"].values()) for r in base],
                 marker=marker,
                 linestyle="--",
+                color=colour,
+                alpha=0.6,
                 label=f"plain scikit-learn (1 fold x 10, extrapolated), d={d}",
             )
     ax.set_xscale("log")
@@ -180,10 +192,10 @@ def plot(records: list[dict], figure: Path) -> None:
         "Model 1 cost curve (shared 2-core machine, n_jobs=2; load: see table)", fontsize=9
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(figure, dpi=120)
+    fig.savefig(figure, dpi=120, bbox_inches="tight")
 
 
 def table(records: list[dict]) -> str:
