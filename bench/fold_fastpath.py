@@ -196,3 +196,16 @@ class FoldFastPath(Protocol):
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int: ...
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None: ...
+
+
+@runtime_checkable
+class FitSizeNote(Protocol):
+    """Optional, for any classifier: what to tell a user before fitting folds this large.
+
+    ``fit_size_note(n_train, n_features)`` returns one line (e.g. "an exact SVM
+    on 18,000 training rows can take hours; the approximation X is faster") or
+    None. ``run --dry-run`` prints it for the largest training fold of each table,
+    so a user sees it before any image is read.
+    """
+
+    def fit_size_note(self, n_train: int, n_features: int) -> str | None: ...

@@ -101,6 +101,10 @@ def print_plan(
             estimate,
         )
     console.print(table)
+    for r in rows:
+        for note in r.notes:
+            line = f"note: protocol[{r.protocol}] {r.kind} {r.backbone}: {note}"
+            console.print(line, markup=False, soft_wrap=True)
     _print_estimate(rows, suite, console)
     bad = [r for r in rows if not r.ok]
     if not bad:

@@ -150,6 +150,7 @@ def test_large_fold_note_once_per_exact_svm(monkeypatch):
     )
     assert len(notes) == 2, notes
     linear = next(n for n in notes if "'linear'" in n)
+    assert linear.startswith("note: exact SVM")
     assert "more than 150 training rows" in linear and "svm-linear-approx" in linear
     assert "n^2 and n^3" in linear
     assert any("svm-gaussian-nystroem" in n for n in notes)

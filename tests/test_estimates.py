@@ -89,3 +89,38 @@ def test_cache_info_shows_resumable_run_state(tmp_path, capsys, monkeypatch):
     assert main(["cache", "--cache-dir", str(cache), "info"]) == 0
     out = capsys.readouterr().out
     assert "resumable run state" in out and "1 cell(s), 1 fold(s)" in out and "4.0 KB" in out
+
+
+ADVICE = """
+[suite]
+name = "advice"
+[data]
+dataset = "synthetic"
+options = {{ n_per_class = {n}, size = 64 }}
+[[protocol]]
+kind = "features"
+backbones = ["efficientnet_lite0"]
+classifiers = ["lda", "svm-linear", "svm-gaussian", "svm-linear-approx"]
+folds = 2
+"""
+
+
+def test_dry_run_says_which_exact_fits_will_be_slow(tmp_path, capsys, monkeypatch):
+    """Before any image is read: exact SVMs on folds past the limit, with their approximation."""
+    from plugins.fast_estimators import svm
+
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "advice.toml"
+    path.write_text(ADVICE.format(n=10))  # 20 images, 2 folds: 10 training rows each
+    monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 9)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note: protocol[0]")]
+    assert len(notes) == 2, out  # the two exact SVMs; LDA and the approximation say nothing
+    linear = next(n for n in notes if "'linear'" in n)
+    assert "efficientnet_lite0" in linear and "10 training rows per fold" in linear
+    assert "svm-linear-approx" in linear
+    assert any("svm-gaussian-nystroem" in n for n in notes)
+    monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 10)  # "more than": 10 rows say nothing
+    assert main(["run", str(path), "--dry-run"]) == 0
+    assert "note: protocol" not in capsys.readouterr().out

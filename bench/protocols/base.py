@@ -219,6 +219,7 @@ class PlanRow:
     estimate_s: float | None = None  # seconds from this machine's measured throughput
     work: str = ""  # what the estimate is of ("1,204 images", "9,650 image-steps")
     trains: bool = False  # trains a network (hours on a CPU: the dry run warns)
+    notes: list[str] = field(default_factory=list)  # one-line advice printed under the plan
 
 
 class Protocol(ABC):

@@ -3,7 +3,8 @@
 :func:`backbone_plan_row` builds a :class:`PlanRow` and the backbone (or marks
 the row "cannot build"); :func:`feature_cache_status` counts the cached
 features of a sample set and fills the row's extraction estimate from the
-machine's measured throughput; :func:`memo_fits` lets the first ``fit`` job of
+machine's measured throughput; :func:`fit_size_notes` collects what classifiers say about fits
+of a size (dry runs print it); :func:`memo_fits` lets the first ``fit`` job of
 a backbone fit every classifier of its group at once and the others take their
 share from the context's memo; :func:`extract_and_fit_jobs` makes those jobs.
 """
@@ -95,6 +96,23 @@ def feature_cache_status(
     )
     row.work = f"{todo} images" if todo else ""
     return status
+
+
+def fit_size_notes(
+    ctx: RunContext, classifiers: Sequence[str], n_train: int, n_features: int
+) -> list[str]:
+    """What the classifiers say about fits of ``n_train`` rows (:class:`~bench.fold_fastpath.FitSizeNote`)."""
+    from bench.fold_fastpath import FitSizeNote
+
+    notes: list[str] = []
+    options = ctx.suite.config["classifier"]
+    for name in classifiers:
+        estimator = ctx.registry.build_classifier(name, **options.get(name, {}))
+        if isinstance(estimator, FitSizeNote):
+            note = estimator.fit_size_note(n_train, n_features)
+            if note and note not in notes:
+                notes.append(note)
+    return notes
 
 
 def memo_fits(

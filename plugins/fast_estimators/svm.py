@@ -39,10 +39,19 @@ APPROXIMATION_FOR_KERNEL = {
 }
 
 
-def large_fold_note(kernel: str) -> str:
-    """The one-line note an exact SVM prints once per run before fitting a large fold."""
+def large_fold_note(kernel: str, n_train: int | None = None) -> str:
+    """The note on an exact SVM fit of a large fold: once per run, and in dry runs.
+
+    Without ``n_train`` it speaks of the limit (:data:`LARGE_FOLD_ROWS`), as the
+    run's note does; with it, of that many training rows per fold.
+    """
+    rows = (
+        f"more than {LARGE_FOLD_ROWS:,} training rows"
+        if n_train is None
+        else f"{n_train:,} training rows per fold"
+    )
     return (
-        f"note: exact SVM (kernel={kernel!r}) on more than {LARGE_FOLD_ROWS:,} training rows: "
+        f"exact SVM (kernel={kernel!r}) on {rows}: "
         "libsvm's SMO grows roughly between n^2 and n^3 and can take minutes to hours per fold "
         "at this size; "
         f"the opt-in approximation {APPROXIMATION_FOR_KERNEL[kernel]} is much faster (labelled '≈')"
@@ -182,13 +191,17 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         need += svm_fold_bytes(n_train, n_test, context.n_features, self.cache_size)
         return need <= context.memory_limit
 
+    def fit_size_note(self, n_train: int, n_features: int) -> str | None:
+        """Before a run (``--dry-run``): the large-fold note when folds exceed the limit."""
+        return large_fold_note(self.kernel, n_train) if n_train > LARGE_FOLD_ROWS else None
+
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """Fit on the fold's kernel block (a private copy, kernel applied in place), predict."""
         self.check_params()
         ctx = fold.context
         n_train, n_test = len(fold.train), len(fold.test)
         if n_train > LARGE_FOLD_ROWS:
-            ctx.note(large_fold_note(self.kernel))
+            ctx.note("note: " + large_fold_note(self.kernel))
         if not self._block_fits(ctx, n_train, n_test):
             ctx.note(
                 f"note: a {n_train:,} x {n_train:,} kernel block does not fit memory_limit "

@@ -153,7 +153,11 @@ class ExternalProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.protocols.planning import backbone_plan_row, feature_cache_status
+        from bench.protocols.planning import (
+            backbone_plan_row,
+            feature_cache_status,
+            fit_size_notes,
+        )
 
         samples = ctx.samples(table["augment"], seed)
         matches = {}
@@ -186,6 +190,10 @@ class ExternalProtocol(Protocol):
                 bits.append(
                     f"train {features.cached}/{features.total} features cached; {fits} classifier fits; "
                     "test features extracted at run time"
+                )
+                # the largest fit: every training sample (the external test's model)
+                row.notes = fit_size_notes(
+                    ctx, table["classifiers"], len(samples), backbone.feature_dim
                 )
             if table["finetune"]:
                 epochs = self.fine_settings(ctx, table).epochs

@@ -69,7 +69,11 @@ class FeaturesProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.protocols.planning import backbone_plan_row, feature_cache_status
+        from bench.protocols.planning import (
+            backbone_plan_row,
+            feature_cache_status,
+            fit_size_notes,
+        )
 
         samples = ctx.samples(table["augment"], seed)
         splits, split = ctx.splits(samples, table, seed)
@@ -89,6 +93,8 @@ class FeaturesProtocol(Protocol):
             if backbone is not None:
                 status = feature_cache_status(ctx, row, samples, backbone)
                 row.status = f"{status.cached} cached, {status.todo} to extract"
+                n_train = max(len(train) for train, _ in splits)
+                row.notes = fit_size_notes(ctx, table["classifiers"], n_train, backbone.feature_dim)
             rows.append(row)
         return rows
 

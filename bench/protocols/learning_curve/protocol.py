@@ -146,7 +146,11 @@ class LearningCurveProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.protocols.planning import backbone_plan_row, feature_cache_status
+        from bench.protocols.planning import (
+            backbone_plan_row,
+            feature_cache_status,
+            fit_size_notes,
+        )
 
         samples = self._samples(ctx, table, seed)
         curve = self.curve(ctx, table, seed)
@@ -173,6 +177,11 @@ class LearningCurveProtocol(Protocol):
                     f"{features.cached}/{features.total} features cached; {len(curve.fits)} fits per classifier "
                     f"({int(curve.fit_weight())} training rows in all)"
                 )
+                if curve.fits:
+                    largest = max(len(train) for train, _ in curve.fits)
+                    row.notes = fit_size_notes(
+                        ctx, table["classifiers"], largest, backbone.feature_dim
+                    )
             if table["finetune"]:
                 ft = self.curve(ctx, table, seed, model2=True)
                 done = 0

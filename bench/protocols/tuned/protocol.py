@@ -111,7 +111,11 @@ class TunedProtocol(Protocol):
     def plan(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int
     ) -> list[PlanRow]:
-        from bench.protocols.planning import backbone_plan_row, feature_cache_status
+        from bench.protocols.planning import (
+            backbone_plan_row,
+            feature_cache_status,
+            fit_size_notes,
+        )
 
         samples = ctx.samples(table["augment"], seed)
         outer, inner = self.folds(ctx, table, seed)
@@ -140,6 +144,8 @@ class TunedProtocol(Protocol):
                 f"{n_points} candidates x {n_folds} folds = "
                 f"{n_points * n_folds} fits on one shared Gram matrix"
             )
+            largest = max(len(train) for train, _ in outer)
+            row.notes = fit_size_notes(ctx, list(grid), largest, backbone.feature_dim)
             rows.append(row)
         return rows
 
