@@ -37,6 +37,19 @@ def test_shipped_suites_validate():
         assert suite.cells()
 
 
+def test_large_suite_keeps_exact_classifiers_and_labels_the_approximations():
+    reg = get_registry()
+    suite = load_suite("model1-large", registry=reg)
+    (table,) = suite.protocols
+    assert table["split"] == "grouped" and table["folds"] == 10
+    specs = {name: reg.classifier(name) for name in table["classifiers"]}
+    exact = {n for n, s in specs.items() if not s.approximates}
+    assert exact == {"dt", "lda", "knn1"}
+    approx = {s.approximates for n, s in specs.items() if s.approximates}
+    assert approx == {"svm-linear", "svm-gaussian", "svm-cubic"}  # one for each paper SVM
+    assert all("\u2248" in s.paper_label for s in specs.values() if s.approximates)
+
+
 def test_paper_suite_is_labelled_leaky_and_grouped_is_not():
     leaky = load_suite("loey2020", registry=get_registry())
     safe = load_suite("loey2020-grouped", registry=get_registry())
