@@ -245,7 +245,7 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
                         memory_format=torch.channels_last
                     )
                 )
-        chunk = None
+        chunk, t_probe = None, time.perf_counter()
         if not compiled:  # a compiled model keeps its one shape
             root = None if cache is None else cache.root
             chunk = chunk_rows(
@@ -256,6 +256,7 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
                 n_images=total,
                 root=root,
             )
+        probe_s = time.perf_counter() - t_probe  # once per machine (the verdict is kept)
         chunked = ChunkedForward(forward, chunk)
         plan = BatchPlan(
             jobs,
@@ -283,7 +284,7 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
                     th.join()
     if errors:
         raise errors[0]
-    elapsed = time.perf_counter() - t_start
+    elapsed = time.perf_counter() - t_start - probe_s
     return {
         "batch_size": batch_size,
         "lanes": n_lanes,
@@ -292,6 +293,7 @@ def run_lanes(setup: Setup, work: Work) -> dict[str, Any]:
         "gpu_jpeg": False,
         "compiled": compiled,
         "forward_chunk": chunk or batch_size,
+        "chunk_probe_seconds": round(probe_s, 4),
         "decode_seconds": round(timing["decode"], 4),
         "forward_seconds": round(timing["forward"], 4),
         "store_seconds": round(timing["store"], 4),
