@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from bench.cli import main
 from bench.throughput import ThroughputStore, describe_seconds, key_of
 
@@ -124,3 +126,41 @@ def test_dry_run_says_which_exact_fits_will_be_slow(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 10)  # "more than": 10 rows say nothing
     assert main(["run", str(path), "--dry-run"]) == 0
     assert "note: protocol" not in capsys.readouterr().out
+
+
+OTHER_TABLES = {
+    "tuned": """
+[[protocol]]
+kind = "tuned"
+backbones = ["efficientnet_lite0"]
+grid = { "svm-gaussian" = { C = [0.1, 1] }, "logreg" = { C = [0.1, 1] } }
+folds = 2
+inner_folds = 2
+""",
+    "learning-curve": """
+[[protocol]]
+kind = "learning-curve"
+backbones = ["efficientnet_lite0"]
+classifiers = ["lda", "svm-gaussian"]
+folds = 2
+fractions = [0.5, 1.0]
+repeats = 1
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OTHER_TABLES))
+def test_other_fitting_protocols_give_the_same_advice(kind, tmp_path, capsys, monkeypatch):
+    from plugins.fast_estimators import svm
+
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "cache"))
+    head = ADVICE.split("[[protocol]]")[0].format(n=10)
+    path = tmp_path / "other.toml"
+    path.write_text(head + OTHER_TABLES[kind])
+    monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 9)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    notes = [
+        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note: protocol[0]")
+    ]
+    assert len(notes) == 1 and "svm-gaussian-nystroem" in notes[0], notes
+    assert f"note: protocol[0] {kind} efficientnet_lite0" in notes[0]
