@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +101,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if failed and session is not None and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     return result
+
+
+@pytest.fixture(scope="module")
+def aria_dir() -> Path:
+    """The real Aria ALL PBS folder (``../shared/data``); skips the benchmark when absent."""
+    from tests.conftest import shared_data_dir
+
+    path = shared_data_dir() / "aria_all_pbs_binary"
+    if not path.is_dir():
+        pytest.skip(f"dataset aria_all_pbs_binary not found at {path}")
+    return path

@@ -28,8 +28,6 @@ their values. Each case stores its figures in ``extra_info``.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from child_rss import peak_rss_bytes
 
 from bench.data.imageset import Samples, file_digest
 from bench.data.loaders import load_imagefolder
@@ -65,16 +64,6 @@ _BARE: dict[str, float] = {}
 def _own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LEUKOBENCH_COMPILE", "0")  # eager unless a case says otherwise
-
-
-@pytest.fixture(scope="module")
-def aria_dir() -> Path:
-    from tests.conftest import shared_data_dir
-
-    path = shared_data_dir() / "aria_all_pbs_binary"
-    if not path.is_dir():
-        pytest.skip(f"dataset aria_all_pbs_binary not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -252,18 +241,6 @@ def test_warm_rerun(benchmark, aria_subset, tmp_path):
     assert cold_s / warm_s >= 50
 
 
-# VmHWM is the peak of this process's own address space; ru_maxrss would carry the
-# parent's peak across fork/exec (Linux keeps signal->maxrss over execve).
-_CHILD = """
-import re, sys
-from pathlib import Path
-from bench.cli import main
-rc = main(sys.argv[1:])
-print("PEAK_RSS_KIB", re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text())[1])
-sys.exit(rc)
-"""
-
-
 def test_peak_rss_all_images(benchmark, aria_dir, tmp_path):
     args = [
         "extract", "--backbone", "alexnet", "--weights", "none",
@@ -272,11 +249,7 @@ def test_peak_rss_all_images(benchmark, aria_dir, tmp_path):
     ]  # fmt: skip
 
     def run():
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, *args], check=True, capture_output=True, text=True
-        ).stdout
-        kib = int(out.rsplit("PEAK_RSS_KIB", 1)[1].split()[0])
-        return kib / 1024  # MiB, the child's own peak
+        return peak_rss_bytes(args) / 2**20  # MiB, the child's own peak
 
     peak = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(peak_rss_mib=round(peak))

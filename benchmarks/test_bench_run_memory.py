@@ -12,34 +12,12 @@ empty cache root; its own peak resident set (``VmHWM``) is the figure, in bytes
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from child_rss import peak_rss_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_BYTES = 2_000_000_000
-
-# VmHWM is this process's own peak (ru_maxrss would carry the parent's across exec).
-_CHILD = """
-import re, sys
-from pathlib import Path
-from bench.cli import main
-rc = main(sys.argv[1:])
-print("PEAK_RSS_KIB", re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text())[1])
-sys.exit(rc)
-"""
-
-
-@pytest.fixture(scope="module")
-def aria_dir() -> Path:
-    from tests.conftest import shared_data_dir
-
-    path = shared_data_dir() / "aria_all_pbs_binary"
-    if not path.is_dir():
-        pytest.skip(f"dataset aria_all_pbs_binary not found at {path}")
-    return path
 
 
 def test_peak_rss_aria_study_cold(benchmark, aria_dir: Path, tmp_path: Path) -> None:
@@ -50,14 +28,7 @@ def test_peak_rss_aria_study_cold(benchmark, aria_dir: Path, tmp_path: Path) -> 
     ]  # fmt: skip
 
     def run() -> int:
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        ).stdout
-        return int(out.rsplit("PEAK_RSS_KIB", 1)[1].split()[0]) * 1024
+        return peak_rss_bytes(args, cwd=REPO)
 
     peak = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(peak_rss_bytes=peak)

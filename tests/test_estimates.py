@@ -10,13 +10,18 @@ import pytest
 from bench.cli import main
 from bench.throughput import ThroughputStore, describe_seconds, key_of
 
-SUITE = """
-[suite]
-name = "eta"
+SYNTHETIC = """
 [data]
 dataset = "synthetic"
 options = {{ n_per_class = {n}, size = 64 }}
-[[protocol]]
+"""
+SUITE = (
+    """
+[suite]
+name = "eta"
+"""
+    + SYNTHETIC
+    + """[[protocol]]
 kind = "features"
 backbones = ["efficientnet_lite0"]
 classifiers = ["lda"]
@@ -27,6 +32,7 @@ backbones = ["tiny"]
 holdout = 0.34
 settings = {{ epochs = {epochs}, batch_size = 4 }}
 """
+)
 
 
 def _suite(tmp_path, n: int, epochs: int):
@@ -93,18 +99,21 @@ def test_cache_info_shows_resumable_run_state(tmp_path, capsys, monkeypatch):
     assert "resumable run state" in out and "1 cell(s), 1 fold(s)" in out and "4.0 KB" in out
 
 
-ADVICE = """
-[suite]
-name = "advice"
-[data]
-dataset = "synthetic"
-options = {{ n_per_class = {n}, size = 64 }}
-[[protocol]]
+ADVICE_HEAD = '\n[suite]\nname = "advice"\n' + SYNTHETIC
+ADVICE = (
+    ADVICE_HEAD
+    + """[[protocol]]
 kind = "features"
 backbones = ["efficientnet_lite0"]
 classifiers = ["lda", "svm-linear", "svm-gaussian", "svm-linear-approx"]
 folds = 2
 """
+)
+
+
+def _plan_notes(out: str) -> list[str]:
+    """The dry run's advice lines for protocol 0."""
+    return [line for line in out.splitlines() if line.startswith("note: protocol[0]")]
 
 
 def test_dry_run_says_which_exact_fits_will_be_slow(tmp_path, capsys, monkeypatch):
@@ -117,7 +126,7 @@ def test_dry_run_says_which_exact_fits_will_be_slow(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 9)
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    notes = [line for line in out.splitlines() if line.startswith("note: protocol[0]")]
+    notes = _plan_notes(out)
     assert len(notes) == 2, out  # the two exact SVMs; LDA and the approximation say nothing
     linear = next(n for n in notes if "'linear'" in n)
     assert "efficientnet_lite0" in linear and "10 training rows per fold" in linear
@@ -154,13 +163,10 @@ def test_other_fitting_protocols_give_the_same_advice(kind, tmp_path, capsys, mo
     from plugins.fast_estimators import svm
 
     monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path / "cache"))
-    head = ADVICE.split("[[protocol]]")[0].format(n=10)
     path = tmp_path / "other.toml"
-    path.write_text(head + OTHER_TABLES[kind])
+    path.write_text(ADVICE_HEAD.format(n=10) + OTHER_TABLES[kind])
     monkeypatch.setattr(svm, "LARGE_FOLD_ROWS", 9)
     assert main(["run", str(path), "--dry-run"]) == 0
-    notes = [
-        ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note: protocol[0]")
-    ]
+    notes = _plan_notes(capsys.readouterr().out)
     assert len(notes) == 1 and "svm-gaussian-nystroem" in notes[0], notes
     assert f"note: protocol[0] {kind} efficientnet_lite0" in notes[0]

@@ -96,8 +96,7 @@ class VerdictStore:
         with _memo_lock:
             if key in _memo:
                 return _memo[key]
-        found = self._load().get(key)
-        return found if isinstance(found, bool) else None
+        return self._load().get(key)  # booleans only (_load drops the rest)
 
     def put(self, key: str, same: bool) -> None:
         with _memo_lock:
@@ -110,7 +109,7 @@ class VerdictStore:
         with contextlib.suppress(OSError):  # a read-only cache only probes again next time
             atomic_write_text(self.path, json.dumps(payload, indent=1))
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, bool]:
         if self.path is None:
             return {}
         try:
