@@ -19,22 +19,32 @@ from bench.suite import Suite
 
 
 def plan_rows(
-    suite: Suite, registry: Registry, *, cache_dir: Path | None = None
+    suite: Suite,
+    registry: Registry,
+    *,
+    cache_dir: Path | None = None,
+    skip_bad: bool | None = None,
+    use_cache: bool | None = None,
 ) -> tuple[dict[str, Any], list[PlanRow]]:
-    """The dataset summary and each protocol's rows (per table, backbone and seed)."""
+    """The dataset summary and each protocol's rows (per table, backbone and seed).
+
+    ``skip_bad`` and ``use_cache`` are the run's ``--skip-bad`` / ``--no-cache``
+    (None: the suite's ``[data] skip_bad`` / ``[run] cache``), as in a real run.
+    """
     from bench.data.prepare import prepare_data
     from bench.protocols.context import CacheRoot, RunContext
     from bench.runner import resolve_device
 
     cache = CacheRoot.default(cache_dir)
     with cache.activate():
-        data = prepare_data(suite, registry, cache_dir=cache.path)
+        data = prepare_data(suite, registry, skip_bad=skip_bad, cache_dir=cache.path)
         ctx = RunContext(
             suite=suite,
             registry=registry,
             data=data,
             device=resolve_device(suite.config["run"]["device"]),
             cache=cache,
+            use_cache=suite.config["run"]["cache"] if use_cache is None else use_cache,
             console=Console(stderr=True),
             progress=False,
         )
@@ -53,10 +63,18 @@ def plan_rows(
 
 
 def print_plan(
-    suite: Suite, registry: Registry, console: Console, *, cache_dir: Path | None = None
+    suite: Suite,
+    registry: Registry,
+    console: Console,
+    *,
+    cache_dir: Path | None = None,
+    skip_bad: bool | None = None,
+    use_cache: bool | None = None,
 ) -> int:
     """Print the plan; return the exit code (2 when a row cannot be built, else 0)."""
-    summary, rows = plan_rows(suite, registry, cache_dir=cache_dir)
+    summary, rows = plan_rows(
+        suite, registry, cache_dir=cache_dir, skip_bad=skip_bad, use_cache=use_cache
+    )
     console.print(
         f"[bold]{suite.name}[/bold]: dataset {summary['dataset']} ({summary['images']} images, "
         f"{summary['classes']}, positive {summary['positive']!r}); {summary['cells']} cells"

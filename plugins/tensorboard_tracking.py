@@ -3,7 +3,10 @@
 Install with ``pip install 'leukobench[tensorboard]'``. Turn it on with
 ``[run] track = ["tensorboard"]`` or ``--track tensorboard --tracking-uri DIR``
 (default ``runs/``); each cell gets its own log folder
-``DIR/<run id>/<cell id>`` so TensorBoard shows one curve per cell.
+``DIR/<run id>/<cell id>`` (characters other than letters, digits and ``_.=-``
+become ``_``) so TensorBoard shows one curve per cell. A URI that is not a
+folder (``sqlite:///mlflow.db``, ``http://...``: MLflow's, when both trackers
+run) leaves TensorBoard at ``runs/``; ``file:///path`` is the folder ``/path``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,26 @@ from bench.records import RunRecord
 from bench.specs import TrackerSpec
 from bench.tracking import Tracker
 
+DEFAULT_ROOT = "runs"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters at least: not "C:"
+
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "cell"
+
+
+def log_root(uri: str | None) -> Path:
+    """TensorBoard's folder for ``uri``: a path, ``file://`` URI, or ``runs/`` for other URIs."""
+    if not uri:
+        return Path(DEFAULT_ROOT)
+    match = _SCHEME.match(uri)
+    if match is None:
+        return Path(uri).expanduser()
+    if match.group(1).lower() == "file":
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return Path(DEFAULT_ROOT)  # sqlite:, http: ...: another tracker's store, not a folder
 
 
 class TensorboardTracker(Tracker):
@@ -34,7 +54,7 @@ class TensorboardTracker(Tracker):
                 "pip install 'leukobench[tensorboard]'"
             ) from None
         self.writer_type = SummaryWriter
-        self.root = Path(uri or "runs").expanduser()
+        self.root = log_root(uri)
         if experiment:
             self.root = self.root / _safe(experiment)
         self.target = str(self.root)

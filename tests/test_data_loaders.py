@@ -69,8 +69,10 @@ def test_imagefolder_options(messy: Path):
         load_imagefolder(messy, positive="blast")
     with pytest.raises(UserError, match="'classes'.*blast"):
         load_imagefolder(messy, classes=["blast", "healthy"])
-    with pytest.raises(UserError, match="'colour'"):
+    with pytest.raises(UserError, match=r"'colour' \(known: classes, positive\)"):
         load_imagefolder(messy, colour="red")
+    with pytest.raises(UserError, match="'positve'; did you mean 'positive'"):
+        load_imagefolder(messy, positve="healthy")
 
 
 def test_imagefolder_missing_or_empty_folder(tmp_path: Path):

@@ -164,6 +164,9 @@ def test_cli_version_and_list(capsys, monkeypatch):
     assert "alexnet" in out and "efficientnet_lite0" in out and "4096" in out
     assert main(["list", "suites"]) == 0
     assert "loey2020-grouped" in capsys.readouterr().out
+    assert main(["list", "trackers"]) == 0
+    out = capsys.readouterr().out
+    assert "mlflow" in out and "tensorboard" in out
 
 
 @pytest.mark.parametrize(
@@ -185,10 +188,10 @@ def test_cli_user_errors_exit_2_with_one_line(argv, message, capsys):
 def test_cli_bad_images_exit_2_naming_the_file(tmp_path, capsys):
     from PIL import Image
 
-    for cls in ("healthy", "leukemia"):
+    for c, cls in enumerate(("healthy", "leukemia")):
         (tmp_path / cls).mkdir()
         for i in range(3):
-            Image.new("RGB", (40, 40), (i * 40, 90, 200)).save(tmp_path / cls / f"{i}.png")
+            Image.new("RGB", (40, 40), (i * 40, 90 + c, 200)).save(tmp_path / cls / f"{i}.png")
     (tmp_path / "leukemia" / "broken.jpg").write_bytes(b"")
     argv = [
         "run",
@@ -204,6 +207,9 @@ def test_cli_bad_images_exit_2_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "--skip-bad" in err
     assert not list((tmp_path / "r").glob("*.json"))  # nothing ran, nothing half-written
+    assert main([*argv, "--dry-run"]) == 2  # the dry run sees the same
+    assert main([*argv, "--dry-run", "--skip-bad"]) == 0  # and takes the same flag
+    assert "6 images" in capsys.readouterr().out
 
 
 def test_features_are_float32_and_finite(tmp_path):
@@ -236,6 +242,8 @@ def test_dry_run_shows_plan_and_cache_state(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--dry-run"]) == 0
     assert "12 cached, 0 to extract" in capsys.readouterr().out
+    assert main([*argv, "--dry-run", "--no-cache"]) == 0  # as a run with --no-cache would
+    assert "0 cached, 12 to extract" in capsys.readouterr().out
 
 
 def test_dry_run_marks_leaky_split_and_missing_weights(tmp_path, capsys, monkeypatch):

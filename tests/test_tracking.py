@@ -191,6 +191,15 @@ def test_tensorboard_writes_fine_tuning_curves(tmp_path):
     assert cell.training
 
 
+def test_tensorboard_folder_from_a_path_a_file_uri_or_another_trackers_uri(tmp_path):
+    from plugins.tensorboard_tracking import log_root
+
+    assert log_root(None) == Path("runs") and log_root(str(tmp_path)) == tmp_path
+    assert log_root(tmp_path.as_uri()) == tmp_path
+    for uri in ("sqlite:///mlflow.db", "http://127.0.0.1:5000", "https://host/x"):
+        assert log_root(uri) == Path("runs")  # MLflow's store when both trackers run
+
+
 TINY = """
 [suite]
 name = "tiny-tracked"
@@ -269,3 +278,10 @@ def test_unknown_tracker_is_exit_2_before_work(tmp_path, capsys, monkeypatch):
     code, text = _cli(["run", "tiny.toml", "--results-dir", "r", "--track", "mlfow"], capsys)
     assert code == 2 and "mlflow" in text and "Traceback" not in text
     assert not list((tmp_path / "r").glob("*.json"))  # no result record (the folder may be checked)
+    # a dry run (the CI preflight) refuses it too, from --track or the suite's [run] track
+    code, text = _cli(["run", "tiny.toml", "--dry-run", "--track", "mlfow"], capsys)
+    assert code == 2 and "did you mean 'mlflow'" in text
+    code, text = _cli(
+        ["run", "tiny.toml", "--dry-run", "--set", "run.track=['tensorbord']"], capsys
+    )
+    assert code == 2 and "did you mean 'tensorboard'" in text

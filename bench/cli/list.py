@@ -1,4 +1,5 @@
-"""``leukobench list``: the registered backbones, classifiers, datasets, suites and plugins."""
+"""``leukobench list``: the registered backbones, classifiers, datasets, protocols, executors,
+trackers, suites and plugins."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ KINDS = (
     "datasets",
     "protocols",
     "executors",
+    "trackers",
     "suites",
     "plugins",
 )
@@ -22,7 +24,9 @@ KINDS = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "list", help="list backbones, classifiers, datasets, protocols, executors, suites, plugins"
+        "list",
+        help="list backbones, classifiers, datasets, protocols, executors, trackers, suites, "
+        "plugins",
     )
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: all)")
     p.set_defaults(func=run)
@@ -85,6 +89,13 @@ def tables(kind: str) -> Table:
         for col in ("description", "plugin"):
             t.add_column(col)
         for name, s in reg.executors.items():
+            t.add_row(name, escape(s.description), s.plugin)
+    elif kind == "trackers":
+        t = Table(title=escape("Trackers ([run] track = [NAME], or --track NAME)"))
+        t.add_column("name", no_wrap=True)
+        for col in ("description", "plugin"):
+            t.add_column(col)
+        for name, s in reg.trackers.items():
             t.add_row(name, escape(s.description), s.plugin)
     elif kind == "suites":
         import tomllib

@@ -99,11 +99,21 @@ def run(args: argparse.Namespace) -> int:
     if args.executor:
         registry.executor(args.executor)  # unknown name: exit 2 with suggestions
     suite = load_suite(args.suite, overrides=args.overrides, data_path=args.data, registry=registry)
+    tracks = args.track if args.track is not None else suite.config["run"].get("track") or []
+    for name in tracks:
+        registry.tracker(name)  # unknown name: exit 2 with suggestions, dry run or not
     console = make_console()
     if args.dry_run:
         from bench.plan import print_plan
 
-        return print_plan(suite, registry, console, cache_dir=args.cache_dir)
+        return print_plan(
+            suite,
+            registry,
+            console,
+            cache_dir=args.cache_dir,
+            skip_bad=True if args.skip_bad else None,
+            use_cache=False if args.no_cache else None,
+        )
 
     from bench.runner import run_suite
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -101,12 +102,15 @@ def require_dir(path: str | Path | None, dataset: str) -> Path:
 
 
 def check_options(dataset: str, opts: dict[str, Any], known: Iterable[str]) -> None:
-    """UserError naming any option a loader does not understand."""
+    """UserError naming any option a loader does not understand (and the closest known one)."""
+    known = sorted(known)
     bad = sorted(set(opts) - set(known))
     if bad:
+        close = [m for b in bad for m in difflib.get_close_matches(b, known, n=1, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise UserError(
-            f"dataset {dataset!r}: unknown option(s) {', '.join(map(repr, bad))}; "
-            f"known: {', '.join(sorted(known)) or 'none'}"
+            f"dataset {dataset!r}: unknown option(s) {', '.join(map(repr, bad))}{hint} "
+            f"(known: {', '.join(known) or 'none'})"
         )
 
 
@@ -231,7 +235,7 @@ def load_imagefolder(
     image's relative path. Images directly under ``root`` and class folders
     without images are ignored (listed in ``meta``).
     """
-    check_options(dataset, opts, ())
+    check_options(dataset, opts, ("positive", "classes"))
     root = require_dir(path, dataset)
     patients = _patient_ids_from_labels_csv(root)
     items: list[tuple[Path, str, str]] = []
@@ -280,7 +284,7 @@ def load_manifest(
 ) -> ImageSet:
     """A CSV with columns ``path,label[,group]`` (paths relative to the CSV) -> ImageSet."""
     dataset = "manifest"
-    check_options(dataset, opts, ())
+    check_options(dataset, opts, ("positive", "classes"))
     if path is None or str(path) == "":
         raise UserError("dataset 'manifest' needs a path (the CSV file)")
     csv_path = Path(path).expanduser()
@@ -336,7 +340,7 @@ _ALL_IDB2 = re.compile(r"^Im(\d+)_([01])\.tif{1,2}$", re.IGNORECASE)
 def load_all_idb2(path: str | Path | None, *, positive: str | None = None, **opts: Any) -> ImageSet:
     """ALL-IDB2: ``ImNNN_1.tif`` = blast (leukemia), ``ImNNN_0.tif`` = healthy."""
     dataset = "all-idb2"
-    check_options(dataset, opts, ())
+    check_options(dataset, opts, ("positive",))
     root = require_dir(path, dataset)
     items: list[tuple[Path, str, str]] = []
     for p in list_images(root):
@@ -389,7 +393,7 @@ def load_cnmc(path: str | Path | None, *, positive: str | None = None, **opts: A
     else the image's relative path.
     """
     dataset = "c-nmc"
-    check_options(dataset, opts, ())
+    check_options(dataset, opts, ("positive",))
     root = require_dir(path, dataset)
     items: list[tuple[Path, str, str]] = []
     unlabelled = 0

@@ -87,7 +87,8 @@ def feature_cache_status(
 
     decoder = ctx.suite.config["run"]["decoder"]
     keys = sample_keys(samples, backbone, ctx.data.digests, ctx.mask, ctx.device, decoder)
-    status = FeatureStatus(ctx.cache.features().count(keys), len(keys))
+    cache = ctx.feature_cache  # None with caching off: everything is extracted again
+    status = FeatureStatus(cache.count(keys) if cache is not None else 0, len(keys))
     todo = status.todo
     row.estimate_s = (
         0.0
