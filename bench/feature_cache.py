@@ -7,8 +7,10 @@ preprocessing misses.
 
 Storage: each :meth:`FeatureCache.put_many` call (one batch of one backbone)
 writes one *pack*, ``<root>/features/packs/<id>.lbp``: ``PACK_MAGIC``, header
-length (uint32 LE), a JSON header (``backbone`` and, per entry, key, offset,
-size, CRC-32, dtype, shape) and the raw little-endian payloads. One file per
+length (uint32 LE), the header's CRC-32 (uint32 LE), a JSON header
+(``backbone`` and, per entry, key, offset, size, CRC-32, dtype, shape) and the
+raw little-endian payloads. Packs of earlier versions (``LBP1``: no header
+CRC) are still read; their entries' dtype, shape and offsets are checked. One file per
 batch instead of one per vector: on the CI machine's ext4 disk a per-vector
 file cost 0.2-0.5 ms of CPU (create, rename, directory and writeback work), a
 pack ~0.02 ms per vector, and a big run no longer leaves hundreds of thousands
@@ -26,7 +28,8 @@ Safety:
 * corruption: each entry carries a CRC-32 of its payload and its shape; a bad
   entry is reported with a :class:`CacheCorruptionWarning`, removed (its pack
   is rewritten without it) and treated as missing, so it is recomputed. A pack
-  whose header cannot be read is reported and deleted.
+  whose header fails its CRC, cannot be read, or describes an entry that is
+  not a little-endian float array inside the file is reported and deleted.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ from bench.data.loaders import cache_root
 FORMAT_VERSION = 1
 MAGIC = b"LBF1"  # one-entry files of earlier versions (read, not written)
 SUFFIX = ".f"
-PACK_MAGIC = b"LBP1"
+PACK_MAGIC = b"LBP2"  # header CRC-32 after the header length
+PACK_MAGIC_V1 = b"LBP1"  # packs of earlier versions: no header CRC (read, not written)
 PACK_SUFFIX = ".lbp"
 _STALE_TMP_SECONDS = 3600
 
@@ -80,7 +84,7 @@ def _decode(blob: bytes) -> tuple[dict[str, Any], np.ndarray]:
     payload = blob[8 + hlen :]
     if zlib.crc32(payload) != header["crc32"]:
         raise ValueError("checksum mismatch")
-    dtype = np.dtype(header["dtype"])
+    dtype = entry_dtype(header["dtype"])
     shape = tuple(header["shape"])
     if len(payload) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError("size mismatch")
@@ -122,7 +126,7 @@ def _pack_parts(items: Mapping[str, np.ndarray], backbone: str) -> list[Any]:
         payloads.append(payload)
         at += len(payload)
     header = json.dumps({"backbone": backbone, "entries": entries}, separators=(",", ":")).encode()
-    return [PACK_MAGIC + struct.pack("<I", len(header)) + header, *payloads]
+    return [PACK_MAGIC + struct.pack("<II", len(header), zlib.crc32(header)) + header, *payloads]
 
 
 def _write_all(fd: int, parts: list[Any]) -> None:
@@ -141,30 +145,59 @@ def _write_all(fd: int, parts: list[Any]) -> None:
             done = 0
 
 
-def _read_pack_header(path: Path) -> tuple[dict[str, Any], int]:
-    """A pack's header and where its payloads start; ValueError/OSError when unreadable."""
+def _read_pack_header(path: Path) -> tuple[dict[str, Any], int, int]:
+    """A pack's header, where its payloads start and the file size; ValueError/OSError when bad."""
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
-        if len(head) < 8 or head[:4] != PACK_MAGIC:
+        if len(head) < 8 or head[:4] not in (PACK_MAGIC, PACK_MAGIC_V1):
             raise ValueError("bad magic")
         (hlen,) = struct.unpack("<I", head[4:8])
+        crc = None
+        if head[:4] == PACK_MAGIC:
+            raw_crc = f.read(4)
+            if len(raw_crc) != 4:
+                raise ValueError("truncated header")
+            (crc,) = struct.unpack("<I", raw_crc)
+        if hlen > size:
+            raise ValueError("header longer than the file")
         raw = f.read(hlen)
     if len(raw) != hlen:
         raise ValueError("truncated header")
+    if crc is not None and zlib.crc32(raw) != crc:
+        raise ValueError("header checksum mismatch")
     header = json.loads(raw)
     if not isinstance(header, dict) or not isinstance(header.get("entries"), list):
         raise ValueError("malformed header")
-    return header, 8 + hlen
+    return header, 8 + (4 if crc is not None else 0) + hlen, size
+
+
+def entry_dtype(text: str) -> np.dtype:
+    """The dtype of a stored entry: a little-endian (or 1-byte) float; ValueError otherwise."""
+    dtype = np.dtype(text)
+    little = dtype.byteorder in ("<", "|") or (dtype.byteorder == "=" and np.little_endian)
+    if dtype.kind != "f" or not little:
+        raise ValueError(f"entry dtype {text!r} is not a little-endian float")
+    return dtype
+
+
+def _slot(path: Path, start: int, entry: Any) -> tuple[str, _Slot]:
+    """One header entry as ``(key, slot)``, checked; ValueError when bad."""
+    key, offset, nbytes, crc, dtype, shape = entry
+    slot = _Slot(path, start + int(offset), int(nbytes), int(crc), str(dtype),
+                 tuple(int(d) for d in shape))  # fmt: skip
+    count = int(np.prod(slot.shape, dtype=np.int64))
+    if min(slot.shape, default=0) < 0 or entry_dtype(slot.dtype).itemsize * count != slot.nbytes:
+        raise ValueError(f"entry {key}: shape {list(slot.shape)} does not match its size")
+    if int(offset) < 0:  # (one past the end is a truncated entry: cut out when read)
+        raise ValueError(f"entry {key}: negative offset")
+    return str(key), slot
 
 
 def _read_pack(path: Path) -> tuple[str, list[tuple[str, _Slot]]]:
     """A pack's backbone and ``(key, slot)`` per entry; ValueError/OSError/... when unreadable."""
-    header, start = _read_pack_header(path)
-    slots = [
-        (str(e[0]), _Slot(path, start + int(e[1]), int(e[2]), int(e[3]), str(e[4]),
-                          tuple(int(d) for d in e[5])))
-        for e in header["entries"]
-    ]  # fmt: skip
+    header, start, _ = _read_pack_header(path)
+    slots = [_slot(path, start, e) for e in header["entries"]]
     return str(header.get("backbone", "")), slots
 
 
@@ -176,15 +209,25 @@ class FeatureCache:
         self.dir = self.root / "features"
         self.packs = self.dir / "packs"
         self.corrupt: list[str] = []  # keys found corrupt (and removed) by this object
+        self.unreadable: dict[Path, str] = {}  # packs info() could not read (left in place)
         self._index: dict[str, list[_Slot]] = {}  # key -> its copies, in discovery order
         self._seen: dict[Path, tuple[str, list[str]]] = {}  # pack -> (backbone, keys)
         self._lock = threading.Lock()
+        self._swept = False
 
     # -- index of packs ------------------------------------------------------
-    def _refresh(self) -> None:
-        """Index packs written since the last look (by this or any other process)."""
+    def _refresh(self, repair: bool = True) -> None:
+        """Index packs written since the last look (by this or any other process).
+
+        An unreadable pack is reported and deleted (its entries get recomputed);
+        with ``repair=False`` (``cache info``) it is only listed in ``unreadable``.
+        """
         try:
-            names = [e.name for e in os.scandir(self.packs) if e.name.endswith(PACK_SUFFIX)]
+            names = [
+                e.name
+                for e in os.scandir(self.packs)
+                if e.name.endswith(PACK_SUFFIX) and e.is_file()  # not a stray folder
+            ]
         except FileNotFoundError:
             names = []
         present = {self.packs / n for n in names}
@@ -197,7 +240,10 @@ class FeatureCache:
                 backbone, slots = _read_pack(path)
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
+                if not repair:
+                    self.unreadable[path] = str(exc)
+                    continue
                 self._warn(f"feature cache pack {path} is unreadable ({exc}); its entries "
                            "will be recomputed")  # fmt: skip
                 with contextlib.suppress(OSError):
@@ -286,8 +332,8 @@ class FeatureCache:
         if zlib.crc32(payload) != slot.crc32:
             return "checksum mismatch"
         try:
-            dtype = np.dtype(slot.dtype)
-        except TypeError:
+            dtype = entry_dtype(slot.dtype)
+        except (TypeError, ValueError):
             return f"unknown dtype {slot.dtype!r}"
         if dtype.itemsize * int(np.prod(slot.shape, dtype=np.int64)) != slot.nbytes:
             return "size mismatch"
@@ -332,6 +378,9 @@ class FeatureCache:
             self._write_pack(items, backbone)
 
     def _write_pack(self, items: Mapping[str, np.ndarray], backbone: str) -> Path:
+        if not self._swept:  # once per cache object: temp files of writes that died
+            self._swept = True
+            self._sweep_stale_tmp()
         ensure_dir(self.packs)
         name = uuid.uuid4().hex
         tmp = self.packs / f".tmp-{name}"
@@ -360,11 +409,12 @@ class FeatureCache:
                 yield from sub.glob(f"*{SUFFIX}")
 
     def info(self) -> dict[str, Any]:
-        """``{"root", "entries", "bytes", "packs", "backbones": {name: {"entries", "bytes"}}}``.
+        """``{"root", "entries", "bytes", "packs", "unreadable", "backbones": {name: {...}}}``.
 
-        Entries are distinct keys; bytes are what the files take on disk.
+        Entries are distinct keys; bytes are what the files take on disk. Read
+        only: an unreadable pack is counted in ``unreadable``, not deleted.
         """
-        self._refresh()
+        self._refresh(repair=False)
         per: dict[str, dict[str, int]] = {}
         keys: set[str] = set()
         size = 0
@@ -396,12 +446,12 @@ class FeatureCache:
             slot["bytes"] += nbytes
             keys.add(key)
             size += nbytes
-        self._sweep_stale_tmp()
         return {
             "root": str(self.dir),
             "entries": len(keys),
             "bytes": size,
             "packs": len(seen),
+            "unreadable": len(self.unreadable),
             "backbones": per,
         }
 

@@ -9,16 +9,23 @@ chromatin texture, visible nucleoli). Numbers measured on it say nothing about
 real leukemia detection.
 
 Images are drawn once and cached as PNGs under
-``$LEUKOBENCH_CACHE/synthetic/<params-digest>/<class>/NNNN.png``.
+``$LEUKOBENCH_CACHE/synthetic/<params-digest>/<class>/NNNN.png``, with the
+SHA-256 of every file in ``MANIFEST.sha256``. Each load checks them: a
+damaged, missing or extra file is warned about and the set is drawn again
+(drawing is deterministic, so the images and the dataset's fingerprint are the
+same); a set drawn by an earlier version (no manifest) is drawn again quietly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +39,7 @@ from bench.specs import DatasetSpec
 
 CLASSES = ("healthy", "leukemia")
 VERSION = 1  # bump when the drawing changes so caches are redrawn
+MANIFEST = "MANIFEST.sha256"
 
 _BACKGROUND = np.array([236, 205, 212], dtype=np.float32)
 _RBC = np.array([214, 120, 128], dtype=np.float32)
@@ -140,6 +148,8 @@ def _write_all(target: Path, n_per_class: int, size: int, seed: int) -> None:
                 rng = np.random.default_rng([seed, label, i])
                 arr = draw_field(rng, size, leukemia=label == 1)
                 Image.fromarray(arr).save(tmp / cls / f"{i:04d}.png", compress_level=1)
+        lines = [f"{_sha256(tmp / rel)}  {rel}" for rel in _names(n_per_class)]
+        (tmp / MANIFEST).write_text("\n".join(lines) + "\n", encoding="ascii")
         try:
             os.replace(tmp, target)
         except OSError:  # another process won the race; its copy is identical
@@ -148,6 +158,47 @@ def _write_all(target: Path, n_per_class: int, size: int, seed: int) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _names(n_per_class: int) -> list[str]:
+    return [f"{cls}/{i:04d}.png" for cls in CLASSES for i in range(n_per_class)]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def damage(root: Path, n_per_class: int) -> str | None:
+    """Why the drawn set at ``root`` cannot be trusted ('' when it checks out, None: no manifest)."""
+    if not (root / MANIFEST).exists():
+        return None  # drawn by an earlier version
+    try:
+        lines = (root / MANIFEST).read_text(encoding="ascii").split("\n")
+        listed = dict(reversed(line.split("  ", 1)) for line in lines if line)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return f"no readable {MANIFEST}"
+    if sorted(listed) != sorted(_names(n_per_class)):
+        return f"{MANIFEST} lists other files"
+    for rel, digest in listed.items():
+        try:
+            if _sha256(root / rel) != digest:
+                return f"{rel} does not match its checksum"
+        except OSError:
+            return f"{rel} is missing or unreadable"
+    return ""
+
+
+def _redraw(root: Path, n_per_class: int, size: int, seed: int, reason: str | None) -> None:
+    """Move a damaged set aside (atomically), draw it again, then delete the old copy."""
+    if reason is not None:
+        warnings.warn(
+            f"synthetic dataset {root}: {reason}; drawing it again", UserWarning, stacklevel=3
+        )
+    aside = root.with_name(f".bad-{root.name}-{uuid.uuid4().hex[:8]}")
+    with contextlib.suppress(FileNotFoundError):  # another process moved it first
+        os.replace(root, aside)
+    _write_all(root, n_per_class, size, seed)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def synthetic_dataset(
@@ -173,6 +224,8 @@ def synthetic_dataset(
     root = cache_root() / "synthetic" / _params_digest(n_per_class, size, seed)
     if not root.is_dir():
         _write_all(root, n_per_class, size, seed)
+    elif (reason := damage(root, n_per_class)) != "":
+        _redraw(root, n_per_class, size, seed, reason)
     paths, labels, groups = [], [], []
     for label, cls in enumerate(CLASSES):
         for i in range(n_per_class):

@@ -124,6 +124,77 @@ def test_bad_entry_is_cut_out_of_its_pack(tmp_path: Path) -> None:
     assert again.info()["backbones"]["alexnet"]["entries"] == 2
 
 
+def _edit_header(path: Path, edit) -> None:
+    """Rewrite a pack's header JSON through ``edit`` (its CRC left as it was)."""
+    blob = path.read_bytes()
+    (hlen,) = struct.unpack("<I", blob[4:8])
+    header = json.loads(blob[12 : 12 + hlen])
+    edit(header)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(blob[:4] + struct.pack("<I", len(raw)) + blob[8:12] + raw + blob[12 + hlen :])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda h: h["entries"][0].__setitem__(4, ">f4"),  # one bit: "<f4" -> ">f4"
+        lambda h: h["entries"][0].__setitem__(4, "<i4"),  # same size, not a float
+        lambda h: h["entries"][0].__setitem__(4, "|O"),  # object arrays
+        lambda h: (  # two entries swap places: each CRC still matches its payload
+            h["entries"][0][1:4],
+            h["entries"][1].__setitem__(slice(1, 4), h["entries"][0][1:4]),
+        ),
+    ],
+    ids=["endianness", "int-dtype", "object-dtype", "swapped-entries"],
+)
+def test_a_damaged_pack_header_is_caught_and_recomputed(tmp_path: Path, edit) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(3)
+    cache.put_many(items, backbone="alexnet")
+    path = _pack_of(cache, next(iter(items)))
+    _edit_header(path, edit)
+    with pytest.warns(CacheCorruptionWarning, match="unreadable.*header checksum"):
+        assert FeatureCache(tmp_path).get_many(items) == {}
+    assert not path.exists()  # reported once, then gone
+
+
+def _v1_pack(path: Path, items: dict[str, np.ndarray], entry_dtype: str | None = None) -> None:
+    """A pack as the previous version wrote it (``LBP1``: no header CRC)."""
+    entries, payloads, at = [], [], 0
+    for key, arr in items.items():
+        payload = arr.tobytes()
+        entries.append([key, at, len(payload), zlib.crc32(payload), entry_dtype or arr.dtype.str,
+                        list(arr.shape)])  # fmt: skip
+        payloads.append(payload)
+        at += len(payload)
+    header = json.dumps({"backbone": "alexnet", "entries": entries}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        fc.PACK_MAGIC_V1 + struct.pack("<I", len(header)) + header + b"".join(payloads)
+    )
+
+
+def test_packs_of_the_previous_version_are_read_and_checked(tmp_path: Path) -> None:
+    items = _items(3)
+    _v1_pack(tmp_path / "features" / "packs" / f"old{fc.PACK_SUFFIX}", items)
+    got = FeatureCache(tmp_path).get_many(items)
+    assert all(np.array_equal(got[k], v) for k, v in items.items())
+    bad = tmp_path / "features" / "packs" / f"bad{fc.PACK_SUFFIX}"
+    _v1_pack(bad, _items(2, prefix="b"), entry_dtype=">f4")  # no header CRC: the dtype check
+    with pytest.warns(CacheCorruptionWarning, match="not a little-endian float"):
+        assert FeatureCache(tmp_path).get_many(_items(2, prefix="b")) == {}
+    assert not bad.exists()
+
+
+def test_a_folder_named_like_a_pack_is_ignored(tmp_path: Path, recwarn) -> None:
+    cache = FeatureCache(tmp_path)
+    items = _items(2)
+    cache.put_many(items)
+    (tmp_path / "features" / "packs" / f"stray{fc.PACK_SUFFIX}").mkdir()
+    assert set(FeatureCache(tmp_path).get_many(items)) == set(items)
+    assert not [w for w in recwarn if issubclass(w.category, CacheCorruptionWarning)]
+
+
 def test_one_pack_per_batch(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
     cache.put_many(_items(64), backbone="alexnet")

@@ -316,6 +316,33 @@ def test_cli_extract_and_cache(tmp_path: Path, capsys) -> None:
     assert "did you mean 'alexnet'" in capsys.readouterr().err
 
 
+def test_cli_cache_info_reads_only_and_clear_takes_what_it_says(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+    from bench.feature_cache import FeatureCache
+
+    root = tmp_path / "cache"
+    cache = FeatureCache(root)
+    cache.put_many({"a" * 64: np.ones(4, np.float32)}, backbone="alexnet")
+    cache.put_many({"b" * 64: np.ones(4, np.float32)}, backbone="alexnet")
+    bad = sorted(cache.packs.iterdir())[0]
+    bad.write_bytes(b"")
+    (root / "runs" / "cell" / "fold-00").mkdir(parents=True)
+    (root / "synthetic" / "x").mkdir(parents=True)
+    base = ["cache", "--cache-dir", str(root)]
+    assert main([*base, "info"]) == 0
+    assert "unreadable packs" in capsys.readouterr().out
+    assert bad.exists()  # info changes nothing
+    assert main([*base, "clear", "--backbone", "alexnte"]) == 2  # a typo is not "removed 0"
+    assert "did you mean 'alexnet'" in capsys.readouterr().err
+    assert main([*base, "clear"]) == 0  # features and predictions; run state stays
+    assert (root / "runs").is_dir() and not (root / "features").exists()
+    capsys.readouterr()
+    assert main([*base, "clear", "--runs"]) == 0
+    assert not (root / "runs").exists() and (root / "synthetic").is_dir()
+    assert main([*base, "clear", "--all"]) == 0
+    assert not (root / "synthetic").exists()
+
+
 @pytest.mark.slow
 def test_compiled_forward_matches_eager(tiny, monkeypatch) -> None:
     iset, digests, _ = tiny

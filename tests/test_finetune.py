@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -277,17 +278,59 @@ def test_killed_process_resumes_to_same_result(tmp_path, sig):
     assert np.array_equal(resumed.score, whole.score)
 
 
-def test_corrupt_training_state_is_a_user_error(tmp_path, monkeypatch):
+def test_unreadable_training_state_is_warned_about_and_trained_again(tmp_path, monkeypatch):
+    from bench.feature_cache import CacheCorruptionWarning
+
     def die(path, state):
-        path.write_bytes(b"garbage, not a torch file")
+        path.write_bytes(b"garbage, not a torch file")  # as a truncated or foreign file
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "save_training_state", die)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tmp_path)
     monkeypatch.undo()
-    with pytest.raises(UserError, match="state.pt.*corrupt"):
-        run_tiny(tmp_path)
+    with pytest.warns(CacheCorruptionWarning, match=r"state.pt.*trained again from its start"):
+        res = run_tiny(tmp_path)[0]
+    assert not res.resumed
+    assert np.array_equal(res.score, run_tiny(tmp_path / "whole")[0].score)
+
+
+def _damage_result(path, how):
+    saved = json.loads(path.read_text())
+    if how == "flip-prediction":  # one stored prediction changes: the checksum catches it
+        saved["result"]["y_pred"][0] = 1 - saved["result"]["y_pred"][0]
+        path.write_text(json.dumps(saved))
+    elif how == "missing-field":  # and no checksum, as results before checksums
+        del saved["result"]["y_pred"], saved["sha256"]
+        path.write_text(json.dumps(saved))
+    elif how == "short-scores":
+        saved["result"]["score"] = saved["result"]["score"][:-1]
+        del saved["sha256"]
+        path.write_text(json.dumps(saved))
+    else:
+        path.write_text(path.read_text()[:100])  # truncated
+
+
+@pytest.mark.parametrize("how", ["flip-prediction", "missing-field", "short-scores", "truncated"])
+def test_a_damaged_fold_result_is_warned_about_and_trained_again(tmp_path, how):
+    from bench.feature_cache import CacheCorruptionWarning
+
+    first = run_tiny(tmp_path)[0]
+    _damage_result(tmp_path / "fold-00" / "result.json", how)
+    with pytest.warns(CacheCorruptionWarning, match="result.json is corrupt"):
+        again = run_tiny(tmp_path)[0]
+    assert not again.resumed and np.array_equal(again.y_pred, first.y_pred)
+    assert run_tiny(tmp_path)[0].resumed  # stored again, intact
+
+
+def test_a_moved_run_folder_names_its_own_model_files(tmp_path):
+    import shutil
+
+    run_tiny(tmp_path / "a")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    res = run_tiny(tmp_path / "b")[0]
+    assert res.resumed and res.last_path.parent == tmp_path / "b" / "fold-00"
+    assert res.last_path.is_file() and res.best_path.is_file()
 
 
 def test_bad_image_is_reported_before_training(tmp_path):

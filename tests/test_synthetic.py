@@ -40,6 +40,32 @@ def test_synthetic_is_cached_under_leukobench_cache(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete", "replace", "no-manifest"])
+def test_a_damaged_synthetic_set_is_drawn_again(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(tmp_path))
+    from plugins.synthetic import MANIFEST, synthetic_dataset
+
+    first = synthetic_dataset(n_per_class=3, size=64)
+    original = [p.read_bytes() for p in first.paths]
+    target = first.paths[1]
+    if damage == "truncate":
+        target.write_bytes(original[1][:200])
+    elif damage == "delete":
+        target.unlink()
+    elif damage == "replace":  # another valid image: the fingerprint would move
+        target.write_bytes(original[4])
+    else:  # a set drawn before manifests existed: redrawn quietly
+        (first.root / MANIFEST).unlink()
+    if damage == "no-manifest":
+        again = synthetic_dataset(n_per_class=3, size=64)
+    else:
+        with pytest.warns(UserWarning, match="drawing it again"):
+            again = synthetic_dataset(n_per_class=3, size=64)
+    assert again.root == first.root
+    assert [p.read_bytes() for p in again.paths] == original  # the same images, bit for bit
+    assert [p.name for p in (tmp_path / "synthetic").iterdir()] == [first.root.name]
+
+
 def test_synthetic_classes_differ_in_nucleus_size():
     """Blasts have much more dark-purple nucleus than mature white cells."""
     from plugins.synthetic import draw_field

@@ -23,15 +23,14 @@ from torch import nn
 from bench.backbone import Backbone
 from bench.checkpoint import (
     SCHEMA,
-    atomic_write_json,
     load_model_file,
-    load_training_state,
     save_model_file,
     save_training_state,
 )
 from bench.data.imageset import Samples
 from bench.device import autocast
 from bench.errors import UserError
+from bench.protocols.finetune.fold_store import read_result, read_state, write_result
 from bench.protocols.finetune.graph_step import GraphedStep
 from bench.protocols.finetune.images import ImageBank, carve_validation
 from bench.protocols.finetune.optim import (
@@ -72,13 +71,24 @@ class FinetuneFoldResult:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> FinetuneFoldResult:
+    def from_json(cls, d: dict[str, Any], folder: Path | None = None) -> FinetuneFoldResult:
+        """Decode a stored result; ValueError/KeyError/TypeError when it is malformed.
+
+        Model paths are taken relative to ``folder`` (the fold's folder) when
+        given, so a cache that was moved or copied still names its own files.
+        """
         d = dict(d)
         d["test_index"] = np.asarray(d["test_index"], dtype=np.int64)
         d["y_true"] = np.asarray(d["y_true"], dtype=np.int64)
         d["y_pred"] = np.asarray(d["y_pred"], dtype=np.int64)
         d["score"] = np.asarray(d["score"], dtype=np.float64)
-        d["best_path"], d["last_path"] = Path(d["best_path"]), Path(d["last_path"])
+        n = len(d["test_index"])
+        if d["test_index"].ndim != 1 or len(d["y_true"]) != n or len(d["y_pred"]) != n:
+            raise ValueError("test_index, y_true and y_pred differ in length")
+        if len(d["score"]) != n:
+            raise ValueError("score and test_index differ in length")
+        for name in ("best_path", "last_path"):
+            d[name] = Path(d[name]) if folder is None else folder / Path(d[name]).name
         return cls(**d)
 
 
@@ -157,15 +167,12 @@ class FoldTrainer:
     ) -> FinetuneFoldResult:
         s = self.settings
         result_path = fold_dir / "result.json"
-        if result_path.is_file():
-            try:
-                saved = json.loads(result_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                saved = {}
-            if saved.get("key") == key:
-                res = FinetuneFoldResult.from_json(saved["result"])
-                res.resumed = True
-                return res
+        res = read_result(
+            result_path, key, lambda d: FinetuneFoldResult.from_json(d, folder=fold_dir)
+        )
+        if res is not None:
+            res.resumed = True
+            return res
         fold_dir.mkdir(parents=True, exist_ok=True)
         best_path, last_path = fold_dir / "best.safetensors", fold_dir / "last.safetensors"
         state_path = fold_dir / "state.pt"
@@ -213,18 +220,17 @@ class FoldTrainer:
             "images": 0,
         }
         resumed = False
-        if state_path.is_file():
-            saved_state = load_training_state(state_path)
-            if saved_state.get("key") == key:
-                model.load_state_dict(saved_state["model"])
-                optimizer.load_state_dict(saved_state["optimizer"])
-                if scheduler is not None:
-                    scheduler.load_state_dict(saved_state["scheduler"])
-                if scaler is not None and "scaler" in saved_state:
-                    scaler.load_state_dict(saved_state["scaler"])
-                st = {k: saved_state[k] for k in st}
-                st["history"], st["val_history"] = list(st["history"]), list(st["val_history"])
-                resumed = True
+        saved_state = read_state(state_path)
+        if saved_state and saved_state.get("key") == key:
+            model.load_state_dict(saved_state["model"])
+            optimizer.load_state_dict(saved_state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(saved_state["scheduler"])
+            if scaler is not None and "scaler" in saved_state:
+                scaler.load_state_dict(saved_state["scaler"])
+            st = {k: saved_state[k] for k in st}
+            st["history"], st["val_history"] = list(st["history"]), list(st["val_history"])
+            resumed = True
         task = None
         if bar is not None:
             task = bar.add_task(
@@ -369,7 +375,7 @@ class FoldTrainer:
             resumed=resumed,
             device=str(self.device),
         )
-        atomic_write_json(result_path, {"key": key, "result": result.to_json()})
+        write_result(result_path, key, result.to_json())
         state_path.unlink(missing_ok=True)
         return result
 
