@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("run", "n_jobs"): (-1, 1_024),
 }
 SEED_RANGE = (0, 2**32 - 1)  # numpy, torch and scikit-learn all accept these
+#: A suite name names result files and folders: no path separators, no leading dot.
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "suite": {"description": "", "seed": 0, "results_dir": "results"},
@@ -257,8 +260,17 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
         cfg[section] = {**copy.deepcopy(DEFAULTS.get(section, {})), **copy.deepcopy(given)}
 
     suite = cfg["suite"]
-    if "name" not in suite:
-        suite["name"] = Path(where).stem
+    if "name" not in suite:  # from the file name, made safe for file names
+        stem = re.sub(r"[^A-Za-z0-9._+-]+", "-", Path(where).stem).lstrip(".-")
+        suite["name"] = stem[:100] or "suite"
+    if not SUITE_NAME.fullmatch(suite["name"]):
+        raise check.fail(
+            "suite.name",
+            f"{suite['name']!r} cannot name result files: use 1-100 letters, digits, "
+            "'.', '_', '+' or '-', starting with a letter or digit (e.g. 'my-study')",
+        )
+    if len(set(suite.get("seeds") or [])) != len(suite.get("seeds") or []):
+        raise check.fail("suite.seeds", f"{suite['seeds']} repeats a seed; list each seed once")
     seeds = suite.pop("seeds", None)
     if seeds is None:
         seeds = [suite["seed"]]

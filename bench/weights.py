@@ -128,13 +128,26 @@ def load_state_dict_file(path: Path, backbone: str) -> dict[str, Any]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"backbone {backbone!r}: cannot read weights file {path}: {exc}") from exc
+        raise UserError(
+            f"backbone {backbone!r}: cannot read weights file {path} ({unreadable_reason(exc)}); "
+            "give a .pth/.safetensors state dict of this backbone"
+        ) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
             sd = sd[wrapper]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"backbone {backbone!r}: {path} is not a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """One short line for why torch/safetensors could not read a file (their texts run long)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "not a file torch reads with weights_only=True: corrupt, or pickled objects"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def load_into(model: Any, state_dict: dict[str, Any], source: Path | str, backbone: str) -> None:

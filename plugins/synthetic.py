@@ -40,6 +40,7 @@ from bench.specs import DatasetSpec
 CLASSES = ("healthy", "leukemia")
 VERSION = 1  # bump when the drawing changes so caches are redrawn
 MANIFEST = "MANIFEST.sha256"
+MAX_PER_CLASS = 20_000  # 40,000 drawn fields: a few GB of PNGs at the largest size
 
 _BACKGROUND = np.array([236, 205, 212], dtype=np.float32)
 _RBC = np.array([214, 120, 128], dtype=np.float32)
@@ -213,12 +214,18 @@ def synthetic_dataset(
         raise UserError(
             f"dataset 'synthetic': unknown option(s) {sorted(opts)}; known: n_per_class, size, seed"
         )
-    try:
-        n_per_class, size, seed = int(n_per_class), int(size), int(seed)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"dataset 'synthetic': options must be integers ({exc})") from exc
-    if n_per_class < 1:
-        raise UserError(f"dataset 'synthetic': option n_per_class must be >= 1, got {n_per_class}")
+    values = {"n_per_class": n_per_class, "size": size, "seed": seed}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise UserError(f"dataset 'synthetic': option {key} must be an integer, got {value!r}")
+    n_per_class, size, seed = int(n_per_class), int(size), int(seed)
+    if not 1 <= n_per_class <= MAX_PER_CLASS:
+        raise UserError(
+            f"dataset 'synthetic': option n_per_class must be in [1, {MAX_PER_CLASS:,}], "
+            f"got {n_per_class}"
+        )
+    if not 0 <= seed < 2**32:
+        raise UserError(f"dataset 'synthetic': option seed must be in [0, 2^32), got {seed}")
     if not 64 <= size <= 2048:
         raise UserError(f"dataset 'synthetic': option size must be in [64, 2048], got {size}")
     root = cache_root() / "synthetic" / _params_digest(n_per_class, size, seed)

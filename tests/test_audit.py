@@ -169,6 +169,19 @@ def test_unknown_dataset_and_bad_out_suffix_exit_2(tmp_path, capsys):
     assert main(["audit", str(root), "--dataset", "no-such-kind", "--backbone", "none"]) == 2
     assert main(["audit", str(root), "--out", str(tmp_path / "r.txt"), "--backbone", "none"]) == 2
     assert "suffix" in capsys.readouterr().err
+    for option, value, message in (
+        ("--seed", "-1", "--seed must be in"),
+        ("--seed", str(2**32), "--seed must be in"),
+        ("--feature-similarity", "-5", "cosine similarity in [-1, 1]"),
+        ("--feature-similarity", "nan", "cosine similarity in [-1, 1]"),
+        ("--copies", "1000", "--copies must be in 1..100"),
+    ):
+        argv = ["audit", str(root), "--backbone", "none", option, value]
+        if option == "--copies":
+            argv += ["--augment", "loey2020"]
+        assert main(argv) == 2, option
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_formats_and_fail_on(tmp_path, capsys):

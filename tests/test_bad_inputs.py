@@ -36,6 +36,7 @@ def fx(tmp_path_factory) -> Path:
             img = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
             Image.fromarray(img).save(data / cls / f"img{i}.png")
     (root / "file.txt").write_text("a file, not a folder")
+    (root / "bad.pth").write_bytes(b"PK\x03\x04 not really a torch file")
     (root / "empty.json").write_text("")
     (root / "tiny.toml").write_text(
         '[suite]\nname = "tiny"\n[data]\ndataset = "imagefolder"\npath = "data"\n'
@@ -174,6 +175,11 @@ CASES = [
         "weights-missing",
         ["run", "--dry-run", "--set", "backbone.efficientnet_lite0.weights='/nope/w.pth'"],
         "/nope/w.pth",
+    ),  # fmt: skip
+    (
+        "weights-corrupt",
+        ["run", "--dry-run", "--set", "backbone.efficientnet_lite0.weights='bad.pth'"],
+        "bad.pth (",
     ),  # fmt: skip
     (
         "weights-number",

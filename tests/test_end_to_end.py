@@ -175,6 +175,7 @@ def test_cli_version_and_list(capsys, monkeypatch):
         (["run", "quikstart"], "unknown suite 'quikstart'; did you mean 'quickstart'?"),
         (["run", "loey2020"], "needs a folder or file: pass --data PATH"),
         (["run", "loey2020", "--data", "/no/such/dir"], "does not exist"),
+        (["run", "--data", "/tmp", "--dry-run"], "'synthetic' draws its own images"),
         (["run", "--set", "protocol.0.folds=one"], "expected an integer"),
     ],
 )

@@ -88,3 +88,10 @@ def test_synthetic_rejects_bad_options():
         synthetic_dataset(colour="red")
     with pytest.raises(UserError, match="n_per_class"):
         synthetic_dataset(n_per_class=0)
+    with pytest.raises(UserError, match=r"n_per_class must be in \[1, 20,000\]"):
+        synthetic_dataset(n_per_class=10**9)  # refused before a single image is drawn
+    for bad in (8.9, "8", True):
+        with pytest.raises(UserError, match="n_per_class must be an integer"):
+            synthetic_dataset(n_per_class=bad)
+    with pytest.raises(UserError, match="seed must be in"):
+        synthetic_dataset(seed=-1)

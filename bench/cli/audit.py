@@ -137,8 +137,13 @@ def run(args: argparse.Namespace) -> int:
         copies = args.copies
     if scheme not in SCHEMES:
         raise UserError(f"--augment {scheme!r}: unknown scheme; known: {', '.join(SCHEMES)}")
-    if copies < 1:
-        raise UserError(f"--copies must be >= 1, got {copies}")
+    if not 1 <= copies <= 100:
+        raise UserError(f"--copies must be in 1..100 (as a suite's augment.copies), got {copies}")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must be in 0..{2**32 - 1}, got {args.seed}")
+    similarity = args.feature_similarity
+    if similarity is not None and not -1.0 <= similarity <= 1.0:  # also refuses NaN
+        raise UserError(f"--feature-similarity is a cosine similarity in [-1, 1], got {similarity}")
     if scheme != "none" and copies == 1:
         scheme = "none"
     backbone = None if args.backbone.lower() == "none" else args.backbone

@@ -39,6 +39,12 @@ def load_dataset(suite: Suite, registry: Registry) -> ImageSet:
             f"suite {suite.name!r}: dataset {spec.name!r} needs a folder or file: "
             "pass --data PATH (or set data.path in the suite)"
         )
+    if not spec.needs_path and path is not None:
+        raise UserError(
+            f"suite {suite.name!r}: dataset {spec.name!r} draws its own images and takes no "
+            f"path, but got {path}; run a suite for your images instead, e.g. "
+            "leukobench run loey2020-grouped --data PATH (leukobench list suites)"
+        )
     if path is not None and not path.exists():
         raise UserError(f"dataset path {path} does not exist")
     try:

@@ -75,6 +75,13 @@ def resolve_table(
     out = {**copy.deepcopy(TABLE_DEFAULTS), **copy.deepcopy(dict(table))}
     if not out.get("backbones"):
         raise UserError(f"{where}.backbones: missing: a list of backbone names")
+    for key in ("backbones", "classifiers"):
+        names = out.get(key) or []
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UserError(
+                f"{where}.{key}: {', '.join(map(repr, twice))} listed twice; list each once"
+            )
     if "holdout" in out and "folds" in out:
         raise UserError(f"{where}: give either folds or holdout, not both")
     if default_folds is not None and "holdout" not in out:
