@@ -11,6 +11,15 @@ from bench.errors import UserError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def check_device_name(name: str, key: str) -> None:
+    """UserError (naming ``key``) unless ``name`` is auto, cpu, mps, cuda or cuda:N."""
+    base, _, index = str(name).lower().partition(":")
+    if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
+        raise UserError(
+            f"{key}: unknown device {name!r}; use one of {', '.join(DEVICES)} (or cuda:N)"
+        )
+
+
 def resolve_device(name: str = "auto") -> str:
     """``auto`` -> ``cuda`` > ``mps`` > ``cpu``; an explicit device must exist."""
     import torch

@@ -299,6 +299,9 @@ def validate(raw: dict[str, Any], where: str, registry: Registry | None = None) 
     from bench.memory_budget import parse_memory_limit
 
     parse_memory_limit(cfg["run"]["memory_limit"], key=f"{where}: run.memory_limit")
+    from bench.device import check_device_name
+
+    check_device_name(cfg["run"]["device"], f"{where}: run.device")
     if cfg["run"]["decoder"] not in DECODERS:
         hint = suggest(cfg["run"]["decoder"], DECODERS) or f" (choose from {', '.join(DECODERS)})"
         raise check.fail("run.decoder", f"unknown decoder {cfg['run']['decoder']!r}{hint}")

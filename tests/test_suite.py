@@ -104,6 +104,18 @@ def test_cells_and_defaults(tmp_path):
             MINIMAL + '\n[run]\ndecoder = "fats"\n',
             r"run.decoder: unknown decoder 'fats'; did you mean 'fast'",
         ),
+        (MINIMAL + '\n[run]\ndevice = "gpu"\n', r"run.device: unknown device 'gpu'"),
+        (
+            MINIMAL + '\n[[protocol]]\nkind = "finetune"\nbackbones = ["efficientnet_lite0"]\n'
+            'settings = { device = "quantum" }\n',
+            r"protocol\[1\].settings: .*unknown device 'quantum'",
+        ),
+        (MINIMAL.replace('name = "t"', 'name = "../../out"'), "suite.name: .*cannot name"),
+        (MINIMAL.replace('name = "t"', 'name = "t"\nseeds = [0, 0]'), "repeats a seed"),
+        (
+            MINIMAL.replace('["knn1", "lda"]', '["knn1", "knn1"]'),
+            r"protocol\[0\].classifiers: 'knn1' listed twice",
+        ),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, text, message):

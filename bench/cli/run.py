@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from rich.console import Console
-
 from bench.cli.common import (
     add_cache_options,
     add_no_progress,
@@ -121,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         suite,
         registry=registry,
         results_dir=args.results_dir,
-        console=Console(stderr=True),
+        console=make_console(stderr=True),  # a log file or pipe: long paths stay whole
         progress=not args.no_progress,
         skip_bad=True if args.skip_bad else None,
         cache_dir=args.cache_dir,
@@ -134,5 +132,5 @@ def run(args: argparse.Namespace) -> int:
     from bench.summary import print_run_summary
 
     print_run_summary(record, console, extra=args.extra_metrics)
-    console.print(f"result record: [bold]{path}[/bold]")
+    console.print(f"result record: [bold]{path}[/bold]", soft_wrap=True)
     return 0

@@ -63,6 +63,21 @@ def min_groups_needed(suite: Suite) -> int:
     return need
 
 
+def _show_warnings(found: list[str], limit: int = 5) -> None:
+    """The validation's warnings (duplicates kept once, ...): a few, then how many more."""
+    import warnings
+
+    for text in found[:limit]:
+        warnings.warn(f"dataset: {text}", UserWarning, stacklevel=3)
+    if len(found) > limit:
+        warnings.warn(
+            f"dataset: {len(found) - limit} more warning(s); the result record lists all "
+            "(dataset.warnings)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def prepare_data(
     suite: Suite,
     registry: Registry,
@@ -85,6 +100,7 @@ def prepare_data(
         cache_dir=cache_dir,
     )
     digests = list(report.digests)
+    _show_warnings(list(report.warnings))
     balance = None
     if data_cfg["balance"] == "undersample":
         by_path = dict(zip(imageset.paths, digests))

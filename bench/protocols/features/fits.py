@@ -86,5 +86,5 @@ def save_pipeline(
         backbone_info=backbone.describe(),
         dataset_fingerprint=ctx.data.fingerprint,
     )
-    ctx.console.print(f"[dim]saved {path}[/dim]")
+    ctx.console.print(f"[dim]saved {path}[/dim]", soft_wrap=True)
     return path

@@ -263,7 +263,7 @@ def save_finetuned(ctx: RunContext, cell: Cell, folds: list) -> list[dict[str, A
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         saved.append(model_entry(ctx, dst, int(r.fold)))
-        ctx.console.print(f"[dim]saved {dst}[/dim]")
+        ctx.console.print(f"[dim]saved {dst}[/dim]", soft_wrap=True)
     return saved
 
 

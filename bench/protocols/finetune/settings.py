@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from bench.device import check_device_name
 from bench.errors import UserError
 from bench.protocols.base import Setting, check_table
 from bench.registry import suggest
@@ -115,6 +116,7 @@ class FinetuneSettings:
             "augmentation": AUGMENTATIONS,
             "amp": AMP_MODES,
         }
+        check_device_name(self.device, "finetune: setting 'device'")
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
