@@ -4,7 +4,10 @@ Images go through exactly the preprocessing recorded in the model file
 (decode to RGB, resize, optional mask, normalise). A fine-tuned network is
 rebuilt from the registry with ``weights="none"`` and its saved state dict
 loaded, so no pretrained file is needed; a Model 1 pipeline rebuilds its
-(pretrained) backbone and refits its classifier on the stored features.
+(pretrained) backbone and refits its classifier on the stored features. The
+file is verified first (:func:`bench.checkpoint.load_model_file`: tensor and
+metadata checksums, metadata validated); a bad file is one :class:`UserError`
+naming it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.checkpoint import load_model_file
+from bench.checkpoint import RESAVE_HINT, load_model_file
 from bench.data.validate import DEFAULT_MAX_PIXELS
 from bench.device import torch_device
 from bench.errors import UserError
@@ -29,6 +32,11 @@ from bench.extraction.normalise import Normaliser
 from bench.readable import readable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+# metadata a model file needs to predict, by kind (their shape: bench.checkpoint.check_model_meta)
+NEEDED_KEYS = {
+    "finetune": ("backbone", "preprocessing"),
+    "features": ("backbone", "preprocessing", "classifier"),
+}
 
 
 @dataclass
@@ -274,15 +282,23 @@ def load_predictor(
 ) -> Predictor:
     """Load a model file; :class:`UserError` if missing, corrupt, truncated or foreign."""
     dev = torch_device(device)
-    tensors, meta = load_model_file(Path(path))
+    tensors, meta = load_model_file(Path(path))  # digests checked, metadata validated
     predictors = {cls.kind: cls for cls in (FinetunePredictor, FeaturePredictor)}
-    kind = predictors.get(meta["kind"], FeaturePredictor)
+    kind = predictors[meta["kind"]]
+    missing = [key for key in NEEDED_KEYS[kind.kind] if key not in meta]
+    if missing:
+        raise UserError(
+            f"model file {readable(path)} lacks the metadata key {missing[0]!r} needed to "
+            f"predict; {RESAVE_HINT}"
+        )
     try:
         predictor = kind(tensors, meta, dev)
+    except UserError as exc:  # a plugin missing or changed: say which file needs it
+        raise UserError(f"model file {readable(path)}: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(
             f"model file {readable(path)} has incomplete or malformed metadata "
-            f"({type(exc).__name__}: {exc}); re-train or point --model at another file"
+            f"({type(exc).__name__}: {exc}); {RESAVE_HINT}"
         ) from exc
     predictor.max_pixels = int(max_pixels)
     return predictor

@@ -4,11 +4,13 @@ predictions, so a rerun refits nothing.
 Keyed by a digest of the feature matrix, labels, folds, classifier name and
 options, the positive class and the versions of the code that fits it. Entries
 are ``.npz`` files written atomically, each with a SHA-256 of its arrays
-(``sha256``). An entry that is truncated, not a zip file, or whose arrays do
-not match their checksum is reported once with a
-:class:`~bench.feature_cache.CacheCorruptionWarning`, deleted and refitted, as
-feature packs are. Entries written before checksums existed are still read
-(the zip format's own CRC-32 still catches flipped bits in them).
+(``sha256``). An entry that is truncated, not a zip file, has no checksum,
+does not match its checksum, or does not have the exact shape of an entry
+(:func:`unpack_entry`) -- or that fails in any other way while it is read -- is
+reported once with a :class:`~bench.feature_cache.CacheCorruptionWarning`,
+deleted and refitted, as feature packs are. Entries written before checksums
+existed are refitted the same way (a cache entry is only ever worth a refit,
+and one without a checksum cannot be told from an edited one).
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import warnings
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +32,7 @@ from bench.atomic import atomic_write_bytes
 from bench.cache_paths import cache_root
 from bench.crossval import FoldPrediction
 from bench.feature_cache import CacheCorruptionWarning
+from bench.readable import readable
 
 FORMAT_VERSION = 1
 _PACKAGES = ("leukobench", "scikit-learn", "xgboost", "numpy")
@@ -102,22 +104,20 @@ class PredictionCache:
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> list[FoldPrediction] | None:
-        """The stored predictions, or None when absent or corrupt (then deleted, warned)."""
+        """The stored predictions, or None when absent or bad (then deleted, warned once)."""
         path = self._path(key)
         if not path.is_file():
             return None
         try:
             with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # (f: always closed)
                 arrays = {name: z[name] for name in z.files}
-            stored = arrays.pop("sha256", None)
-            if stored is not None and str(stored) != arrays_digest(arrays):
-                raise ValueError("checksum mismatch")
-            return _unpack(arrays)
-        except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile,
-                zlib.error) as exc:  # fmt: skip
+            return unpack_entry(arrays)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever fails to decode is a bad entry
             warnings.warn(
-                f"Model 1 prediction cache entry {path} is corrupt ({type(exc).__name__}: "
-                f"{exc}); it is deleted and the classifier refitted",
+                f"Model 1 prediction cache entry {readable(path)} is corrupt "
+                f"({type(exc).__name__}: {exc}); it is deleted and the classifier refitted",
                 CacheCorruptionWarning,
                 stacklevel=2,
             )
@@ -141,19 +141,70 @@ class PredictionCache:
         atomic_write_bytes(self._path(key), buf.getvalue())
 
 
-def _unpack(z: Mapping[str, np.ndarray]) -> list[FoldPrediction]:
-    """Fold predictions from an entry's arrays (KeyError/ValueError when malformed)."""
-    n = int(z["n_folds"])
-    out = []
+def _scalar(arrays: Mapping[str, np.ndarray], name: str, kinds: str) -> Any:
+    """The 0-d array ``name`` as a Python value; ValueError unless its dtype kind is in ``kinds``."""
+    if name not in arrays:
+        raise ValueError(f"array {name!r} is missing")
+    arr = arrays[name]
+    if arr.shape != () or arr.dtype.kind not in kinds:
+        raise ValueError(f"array {name!r} must be a scalar, got {arr.dtype} {arr.shape}")
+    return arr.item()
+
+
+def _vector(arrays: Mapping[str, np.ndarray], name: str, n: int | None) -> np.ndarray:
+    """The 1-d integer array ``name`` (of length ``n`` when given, values >= 0)."""
+    if name not in arrays:
+        raise ValueError(f"array {name!r} is missing")
+    arr = arrays[name]
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or (n is not None and len(arr) != n):
+        raise ValueError(f"array {name!r} must be {n or 'N'} integers, got {arr.dtype} {arr.shape}")
+    if len(arr) and int(arr.min()) < 0:
+        raise ValueError(f"array {name!r} holds a negative value")
+    return arr
+
+
+def unpack_entry(arrays: Mapping[str, np.ndarray]) -> list[FoldPrediction]:
+    """The fold predictions an entry's arrays hold, checked whole.
+
+    ValueError when the checksum (``sha256``) is missing or does not match, or when
+    the arrays are not exactly an entry: ``n_folds`` >= 1 and, per fold ``i``,
+    ``fold_i``, ``test_index_i``, ``y_true_i``, ``y_pred_i`` (integers, one per test
+    row), ``fit_s_i`` (seconds) and an optional float ``score_i`` ((n,) or (n, k)).
+    """
+    arrays = dict(arrays)
+    stored = arrays.pop("sha256", None)
+    if stored is None:
+        raise ValueError("no checksum (sha256): written by an older LeukoBench, or edited")
+    if stored.shape != () or stored.dtype.kind != "U" or str(stored) != arrays_digest(arrays):
+        raise ValueError("checksum mismatch")
+    n = _scalar(arrays, "n_folds", "iu")
+    if not 1 <= n <= (len(arrays) - 1) // 5:
+        raise ValueError(f"n_folds = {n} does not fit the {len(arrays)} arrays stored")
+    known = {"n_folds"}
+    out: list[FoldPrediction] = []
     for i in range(n):
+        test = _vector(arrays, f"test_index_{i}", None)
+        fit_s = _scalar(arrays, f"fit_s_{i}", "fiu")
+        if not (math.isfinite(fit_s) and fit_s >= 0):
+            raise ValueError(f"fit_s_{i} = {fit_s}")
+        score = arrays.get(f"score_{i}")
+        if score is not None and (
+            score.dtype.kind != "f" or score.ndim not in (1, 2) or len(score) != len(test)
+        ):
+            raise ValueError(f"array 'score_{i}' has {score.dtype} {score.shape}")
         out.append(
             FoldPrediction(
-                fold=int(z[f"fold_{i}"]),
-                test_index=z[f"test_index_{i}"],
-                y_true=z[f"y_true_{i}"],
-                y_pred=z[f"y_pred_{i}"],
-                score=z.get(f"score_{i}"),
-                fit_s=float(z[f"fit_s_{i}"]),
+                fold=int(_scalar(arrays, f"fold_{i}", "iu")),
+                test_index=test,
+                y_true=_vector(arrays, f"y_true_{i}", len(test)),
+                y_pred=_vector(arrays, f"y_pred_{i}", len(test)),
+                score=score,
+                fit_s=float(fit_s),
             )
         )
+        known |= {f"{k}_{i}" for k in ("fold", "test_index", "y_true", "y_pred", "fit_s", "score")}
+    if set(arrays) - known:
+        raise ValueError(f"unexpected arrays {sorted(set(arrays) - known)[:3]}")
+    if len({p.fold for p in out}) != n:
+        raise ValueError("a fold is stored twice")
     return out

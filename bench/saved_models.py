@@ -51,9 +51,14 @@ def resolve_model(spec: str | Path, results_dir: Path = Path("results")) -> Path
             + (f"; choose one of: {', '.join(choices)}" if choices else " (it saved none)")
         )
     _, entry = found[0]
-    model = Path(results_dir) / str(entry["path"])
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise UserError(f"--model {spec}: {record_path} names no file for this model")
+    model = Path(results_dir) / entry["path"]
     if not model.is_file():
         raise UserError(f"--model {spec}: {model} (named by {record_path}) is missing")
     if entry.get("sha256") and file_sha256(model) != entry["sha256"]:
-        raise UserError(f"--model {spec}: {model} does not match its sha256 in {record_path}")
+        raise UserError(
+            f"--model {spec}: {model} does not match its sha256 in {record_path} (it was "
+            "changed or damaged); restore it from a copy or re-run with save_model = true"
+        )
     return model

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from bench.checkpoint import (
+    MODEL_SCHEMA,
     SCHEMA,
     load_model_file,
     load_training_state,
@@ -31,7 +32,7 @@ def test_model_file_round_trip_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temp left
     loaded, meta = load_model_file(path)
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
-    assert meta["schema"] == SCHEMA and meta["metrics"] == {"x": 1}
+    assert meta["schema"] == MODEL_SCHEMA and meta["metrics"] == {"x": 1}
     assert read_model_meta(path) == meta
 
 

@@ -153,6 +153,19 @@ folds = 2
         registry.backbone("colour-stats")
 
 
+def test_usage_errors_are_one_line_pointing_at_help(capsys):
+    for argv, needle in (
+        (["report"], "leukobench report: error: the following arguments are required"),
+        (["list", "nope"], "invalid choice: 'nope'"),
+        (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and needle in err and "--help)" in err
+        assert len(err.strip().splitlines()) == 1, err  # no usage block
+
+
 def test_cli_version_and_list(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as info:

@@ -80,15 +80,17 @@ def test_corrupt_prediction_entry_is_warned_once_deleted_and_refitted(tmp_path, 
     assert back is not None and np.array_equal(back[2].score, _preds()[2].score)
 
 
-def test_prediction_entry_written_before_checksums_is_still_read(tmp_path):
+def test_prediction_entry_without_checksum_is_refitted(tmp_path):
+    # (one without its sha256 cannot be told from an edited one: it is only worth a refit)
     cache = PredictionCache(tmp_path)
     cache.put("cd" * 32, _preds())
     path = next(cache.root.glob("*/*.npz"))
     with np.load(path) as z:
         old = {k: z[k] for k in z.files if k != "sha256"}
     np.savez(path, **old)
-    back = cache.get("cd" * 32)
-    assert back is not None and [p.fold for p in back] == [0, 1, 2]
+    with pytest.warns(CacheCorruptionWarning, match="no checksum") as record:
+        assert cache.get("cd" * 32) is None
+    assert len(record) == 1 and not path.exists()
 
 
 # -- model files ------------------------------------------------------------------------
@@ -107,12 +109,15 @@ def test_bit_flip_in_model_tensors_is_refused_naming_the_file(tmp_path):
         load_model_file(path)
 
 
-def test_model_file_without_checksum_is_still_read(tmp_path):
+def test_model_file_without_checksum_is_refused(tmp_path):
+    # (a file from before checksums cannot be told from one whose checksum was removed)
     path = tmp_path / "old.safetensors"
     meta = {"schema": SCHEMA, **_meta()}
     save_file({"w": torch.ones(3)}, str(path), metadata={META_KEY: json.dumps(meta)})
-    tensors, back = load_model_file(path)
-    assert torch.equal(tensors["w"], torch.ones(3)) and DIGEST_KEY not in back
+    with pytest.raises(
+        UserError, match=rf"old\.safetensors carries no valid checksum \({DIGEST_KEY}"
+    ):
+        load_model_file(path)
 
 
 # -- training states ----------------------------------------------------------------------

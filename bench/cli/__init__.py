@@ -42,8 +42,15 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> Any:  # argparse's own signature: never returns
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="leukobench",
         description="Benchmark transfer learning on blood-smear microscopy (leukemia detection).",
     )
