@@ -2,7 +2,9 @@
 predictions, so a rerun refits nothing.
 
 Keyed by a digest of the feature matrix, labels, folds, classifier name and
-options, the positive class and the versions of the code that fits it. Entries
+options, the positive class, the versions of the packages that fit it and a
+digest of its source code (:mod:`bench.code_digest`: an edited classifier
+misses the cache in an editable checkout too). Entries
 are ``.npz`` files written atomically, each with a SHA-256 of its arrays
 (``sha256``). An entry that is truncated, not a zip file, has no checksum,
 does not match its checksum, or does not have the exact shape of an entry
@@ -74,13 +76,17 @@ def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
 
 
 def prediction_key(
-    data: str, classifier: str, options: dict[str, Any], positive_index: int | None
+    data: str,
+    classifier: str,
+    options: dict[str, Any],
+    positive_index: int | None,
+    code: str = "",
 ) -> str:
-    text = json.dumps(
-        [FORMAT_VERSION, _versions(), data, classifier, options, positive_index],
-        sort_keys=True,
-        default=str,
-    )
+    """The entry's key; ``code`` is :func:`bench.code_digest.classifier_code` of its factory."""
+    parts: list[Any] = [FORMAT_VERSION, _versions(), data, classifier, options, positive_index]
+    if code:
+        parts.append(code)
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

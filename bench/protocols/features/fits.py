@@ -20,6 +20,7 @@ def predictions(
     Every classifier not cached is fitted in one :func:`bench.crossval.cross_validate`
     call, so SVMs and 1-NN share one Gram matrix.
     """
+    from bench.code_digest import classifier_code
     from bench.crossval import cross_validate
     from bench.prediction_cache import data_digest, prediction_key
 
@@ -29,7 +30,8 @@ def predictions(
     if cache is not None:
         digest = data_digest(X, y, splits)
         for name, options in classifiers.items():
-            keys[name] = prediction_key(digest, name, options, positive)
+            code = classifier_code(ctx.registry.classifier(name).factory)
+            keys[name] = prediction_key(digest, name, options, positive, code)
             hit = cache.get(keys[name])
             if hit is not None:
                 preds[name] = hit

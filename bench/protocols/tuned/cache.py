@@ -26,6 +26,7 @@ def cached_nested(
     metric: str,
 ) -> dict[str, NestedResult]:
     """:func:`~bench.protocols.tuned.nested.nested_cross_validate` with cached candidates."""
+    from bench.code_digest import classifier_code
     from bench.prediction_cache import data_digest, prediction_key
 
     positive = ctx.data.imageset.positive_index
@@ -35,7 +36,8 @@ def cached_nested(
         digest = data_digest(X, y, all_folds(outer, inner))
 
         def key(p: GridPoint) -> str:
-            return prediction_key(digest, p.classifier, p.options, positive)
+            code = classifier_code(ctx.registry.classifier(p.classifier).factory)
+            return prediction_key(digest, p.classifier, p.options, positive, code)
 
         def cached(p: GridPoint) -> Any:
             return cache.get(key(p))
