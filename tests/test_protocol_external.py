@@ -140,6 +140,33 @@ def test_class_mismatch_exits_2_before_any_record(tmp_path, throwaway, capsys):
     assert not list((tmp_path / "r").glob("*.json")) if (tmp_path / "r").exists() else True
 
 
+def test_a_bad_test_image_fails_the_dry_run_and_leaves_no_record(tmp_path, throwaway, capsys):
+    f = _suite(tmp_path, ', class_map = { hem = "healthy", ALL = "leukemia" }')
+    (tmp_path / "other" / "hem" / "empty.png").write_bytes(b"")
+    assert main(["run", str(f), "--dry-run"]) == 2
+    assert "empty.png: zero-byte file" in capsys.readouterr().err
+    assert main(["run", str(f), "--results-dir", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.json"))
+
+
+def test_a_one_class_test_set_is_scored_with_the_other_class_missing(tmp_path, throwaway, capsys):
+    f = _suite(tmp_path, ', class_map = { hem = "healthy" }')
+    shutil.rmtree(tmp_path / "other" / "ALL")  # the other site sent healthy smears only
+    text = (
+        f.read_text()
+        .replace("finetune = true", "finetune = false")
+        .replace("settings = { epochs = 1, batch_size = 4 }\n", "")
+    )
+    f.write_text(text)
+    code = main(["run", str(f), "--results-dir", str(tmp_path / "r"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+    cell = next(c for c in record["cells"] if "test=other-site" in c["id"])
+    assert cell["status"] == "complete" and cell["external"]["test"]["missing"] == ["leukemia"]
+    pooled = cell["metrics"]["pooled"]  # no leukemia image: recall undefined, not 0
+    assert pooled["recall"] is None and pooled["specificity"] is not None
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

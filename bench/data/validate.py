@@ -192,10 +192,13 @@ def validate(
     min_per_class: int | None = None,
     workers: int = 2,
     cache_dir: Path | None = None,
+    min_classes: int = 2,
 ) -> tuple[ImageSet, ValidationReport]:
     """Check every image of ``imageset``; return the usable set and a report.
 
     Verdicts are cached under ``cache_dir/validated/`` (default: :func:`cache_root`).
+    ``min_classes``: classes that must keep usable images (1 for an external test set,
+    which may lack some of the training classes).
     """
     n = len(imageset)
     rel = [imageset.relpath(i) for i in range(n)]
@@ -242,7 +245,7 @@ def validate(
             + (" ..." if len(duplicates) > 5 else "")
         )
     out = imageset.subset(np.asarray(keep, dtype=np.int64))
-    _check_classes(out, min_per_class)
+    _check_classes(out, min_per_class, min_classes)
     digests = [results[i][0] for i in keep]
     fp = imageset_fingerprint(out, digests)
     out = out.subset(np.arange(len(out)), fingerprint=fp)
@@ -258,13 +261,13 @@ def validate(
     return out, report
 
 
-def _check_classes(imageset: ImageSet, min_per_class: int | None) -> None:
+def _check_classes(imageset: ImageSet, min_per_class: int | None, min_classes: int = 2) -> None:
     counts = imageset.class_counts()
     present = [c for c, k in counts.items() if k > 0]
-    if len(present) < 2:
+    if len(present) < min_classes:
         raise UserError(
             f"dataset {imageset.name!r} has {len(present)} class(es) with usable images "
-            f"({', '.join(present) or 'none'}); at least 2 are needed"
+            f"({', '.join(present) or 'none'}); at least {min_classes} are needed"
         )
     if min_per_class is None:
         return

@@ -21,7 +21,6 @@ from bench.protocols.base import REQUIRED, Job, PlanRow, Protocol, Setting
 from bench.protocols.external.testsets import (
     combined_samples,
     load_test_set,
-    match_test_set,
     test_features,
     validate_test_data,
 )
@@ -161,8 +160,8 @@ class ExternalProtocol(Protocol):
 
         samples = ctx.samples(table["augment"], seed)
         matches = {}
-        for i, spec in enumerate(table["test_data"]):
-            matches[spec["name"]] = match_test_set(ctx, spec, f"{_where(index)}[{i}]")
+        for i, spec in enumerate(table["test_data"]):  # validated as the run will (bad images)
+            matches[spec["name"]] = load_test_set(ctx, spec, f"{_where(index)}[{i}]").match
         tests = ", ".join(table_test_names(table))
         rows = []
         for name in table["backbones"]:
@@ -210,8 +209,8 @@ class ExternalProtocol(Protocol):
     def jobs(
         self, ctx: RunContext, table: Mapping[str, Any], index: int, seed: int, cells: list[Cell]
     ) -> list[Job]:
-        for i, spec in enumerate(table["test_data"]):  # a class mismatch fails before any work
-            match_test_set(ctx, spec, f"{_where(index)}[{i}]")
+        for i, spec in enumerate(table["test_data"]):  # classes and images, before any work
+            load_test_set(ctx, spec, f"{_where(index)}[{i}]")
         common = {"table": dict(table), "index": index, "seed": seed}
         prefix = f"p{index}|seed={seed}|external"
         out: list[Job] = []

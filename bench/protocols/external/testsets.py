@@ -123,18 +123,6 @@ def load_imageset(registry: Registry, spec: Mapping[str, Any], path: Path | None
         raise UserError(f"{where}.options: bad option(s) for {ds.name!r}: {exc}") from None
 
 
-def match_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> ClassMatch:
-    """Class matching only (cheap: lists the test set, reads no image); UserError on mismatch."""
-    raw = load_imageset(ctx.registry, spec, _resolve_path(ctx, spec.get("path")), where)
-    return match_classes(
-        list(ctx.data.imageset.classes),
-        list(raw.classes),
-        effective_class_map(spec, raw.classes),
-        where,
-        only_shared=spec["only_shared"],
-    )
-
-
 def load_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> TestSet:
     """Load, validate (verdicts cached), match classes and relabel one test set (memoised)."""
     from bench.data.validate import validate
@@ -151,6 +139,7 @@ def load_test_set(ctx: RunContext, spec: Mapping[str, Any], where: str) -> TestS
         skip_bad=data_cfg["skip_bad"],
         max_pixels=data_cfg["max_pixels"],
         cache_dir=ctx.cache.path,
+        min_classes=1,  # training classes it lacks are listed as missing
     )
     train = ctx.data.imageset
     match = match_classes(
