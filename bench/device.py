@@ -33,9 +33,15 @@ def resolve_device(name: str = "auto") -> str:
     if base == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if base == "cuda" and not cuda:
-        raise UserError("device 'cuda' requested but no CUDA GPU is available (use --device auto)")
+        raise UserError(
+            "device 'cuda' requested but no CUDA GPU is available; use 'auto' "
+            "(--set run.device=auto for run, --device auto for extract and audit)"
+        )
     if base == "mps" and not mps:
-        raise UserError("device 'mps' requested but MPS is not available (use --device auto)")
+        raise UserError(
+            "device 'mps' requested but MPS is not available; use 'auto' "
+            "(--set run.device=auto for run, --device auto for extract and audit)"
+        )
     return name
 
 

@@ -84,13 +84,19 @@ class Entry:
 def collect(results_dir: Path) -> tuple[list[tuple[Path, RunRecord]], list[str]]:
     """Readable records under ``results_dir`` (recursively) and a warning per unreadable file.
 
-    A file that is not a result record, or a record with a malformed field (e.g. a
-    cell whose ``metrics`` is not a table), is skipped with a warning naming the
+    Each file is read with :func:`bench.records.read_run_record`, which checks every
+    field and the stored metrics against the stored predictions: a file that is not a
+    result record, has a malformed field (a cell whose ``metrics`` is not a table, a
+    label outside the classes, ``suite.config`` a string, JSON nested too deeply) or
+    stores metrics its predictions do not give is skipped with one warning naming the
     file and the field.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise UserError(f"{results_dir}: no such results directory")
+        what = (
+            "is a file, not a results folder" if results_dir.is_file() else "no such results folder"
+        )
+        raise UserError(f"{results_dir}: {what} (give the folder that holds the result records)")
     records, warnings = [], []
     for path in sorted(results_dir.rglob("*.json")):
         if path.name.startswith("."):

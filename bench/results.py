@@ -176,12 +176,18 @@ def update_record(record: dict[str, Any], path: Path) -> Path:
 
 
 def load_record(path: Path) -> dict[str, Any]:
-    """Read and check a result record; UserError naming the file when it is not one."""
+    """Read a result record as a plain dict; UserError naming the file when it is not one.
+
+    Checks the schema and the top-level keys only; :func:`bench.records.read_run_record`
+    (what reports, the gate, the leaderboard and the API use) checks every field.
+    """
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such result file") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a readable JSON result record (nested too deeply)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable JSON result record ({exc})") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:

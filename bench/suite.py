@@ -209,6 +209,8 @@ def locate(name_or_path: str) -> Path:
     """A suite file from a path or a shipped suite's name."""
     p = Path(name_or_path).expanduser()
     if p.suffix == ".toml" or p.exists():
+        if p.is_dir():
+            raise UserError(f"suite file {p} is a folder; give a .toml suite file or a suite name")
         if not p.is_file():
             raise UserError(f"suite file {p} not found")
         return p

@@ -91,12 +91,11 @@ def test_records_that_are_not_comparable_are_refused(files, capsys, change, name
     elif change == "seeds":
         cand = make_record([{**c, "id": c["id"]} for c in _model1(seed=1)])
         cand["cells"] = [{**c, "id": b["id"]} for c, b in zip(cand["cells"], base["cells"])]
-    else:
+    elif change == "dataset":
         cand = copy.deepcopy(base)
-        if change == "dataset":
-            cand["dataset"].update(fingerprint="sha256:other", name="aria")
-        else:
-            cand["dataset"]["paths"] = cand["dataset"]["paths"][:-2]  # a balanced subset
+        cand["dataset"].update(fingerprint="sha256:other", name="aria")
+    else:  # a balanced subset: same fingerprint, fewer images used (and indexed)
+        cand = make_record(_model1(n_sources=58))
     code, _, err = _main(capsys, files(base, "b"), files(cand, "c"))
     assert code == 2, err
     assert named in err and "--force" in err and len(err.strip().splitlines()) == 1

@@ -47,10 +47,9 @@ def test_same_name_other_fingerprint_is_another_row(tmp_path, capsys, monkeypatc
     parent["dataset"]["fingerprint"] = "aaaaaaaa11112222"
     subset = _record("r-subset", accuracy=0.95, n_sources=40)
     subset["dataset"]["fingerprint"] = "bbbbbbbb33334444"
-    balanced = copy.deepcopy(parent)  # same fingerprint, fewer images used (undersampled)
-    balanced["run_id"] = "r-balanced"
-    balanced["dataset"]["paths"] = balanced["dataset"]["paths"][:-4]
-    balanced["dataset"]["n_images"] = 56
+    # same fingerprint, fewer images used (undersampled): its samples index those 56 images
+    balanced = _record("r-balanced", accuracy=0.7, n_sources=56)
+    balanced["dataset"]["fingerprint"] = parent["dataset"]["fingerprint"]
     for record in (parent, subset, balanced):
         write(record, tmp_path)
     (table,), _ = build(tmp_path)

@@ -31,6 +31,13 @@ def make_console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=PIPE_WIDTH)
 
 
+def data_path(text: str) -> str:
+    """``--data``'s argparse type: an empty path is refused (it would mean the current folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("empty path; give the dataset's folder or file")
+    return text
+
+
 def check_output(
     path: Path | str, flag: str = "--out", *, folder: bool = False, probe: bool = True
 ) -> Path:

@@ -16,6 +16,7 @@ from bench.cli.common import (
     add_dataset,
     add_no_progress,
     add_skip_bad,
+    data_path,
     load_imageset,
     output_file,
     positive_int,
@@ -31,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "groups, digests, paths, classes and a JSON 'meta' (backbone, weights, preprocessing).",
     )
     p.add_argument("--backbone", required=True, help="backbone name, e.g. alexnet, timm/resnet18")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder or file")
+    p.add_argument(
+        "--data", required=True, type=lambda t: Path(data_path(t)), help="dataset folder or file"
+    )
     add_dataset(p)
     p.add_argument("--layer", help="feature layer (alexnet: fc7, fc6, fc7-relu, pool5)")
     p.add_argument("--weights", help="imagenet (default), none (random init) or a local file")

@@ -9,6 +9,7 @@ from bench.cli.common import (
     add_cache_options,
     add_no_progress,
     add_skip_bad,
+    data_path,
     make_console,
     output_folder,
 )
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_SUITE,
         help="suite file or shipped name (default: quickstart)",
     )
-    p.add_argument("--data", metavar="PATH", help="dataset folder/file (overrides data.path)")
+    p.add_argument(
+        "--data", metavar="PATH", type=data_path, help="dataset folder/file (overrides data.path)"
+    )
     p.add_argument(
         "--set",
         dest="overrides",

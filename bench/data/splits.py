@@ -48,7 +48,9 @@ def _groups_per_class(y: np.ndarray, g: np.ndarray) -> dict[int, int]:
     return {int(c): len(set(g[y == c])) for c in np.unique(y)}
 
 
-def _require_groups(y: np.ndarray, g: np.ndarray, n_splits: int, what: str) -> None:
+def _require_groups(
+    y: np.ndarray, g: np.ndarray, n_splits: int, what: str, fix: str = "use fewer folds"
+) -> None:
     per_class = _groups_per_class(y, g)
     short = {c: k for c, k in per_class.items() if k < n_splits}
     if len(per_class) < 2:
@@ -57,7 +59,7 @@ def _require_groups(y: np.ndarray, g: np.ndarray, n_splits: int, what: str) -> N
         detail = ", ".join(f"class {c}: {k}" for c, k in sorted(short.items()))
         raise UserError(
             f"{what} needs at least {n_splits} groups (images or patients) per class, "
-            f"but {detail}; use fewer folds or add data"
+            f"but {detail}; {fix} or add data"
         )
 
 
@@ -124,7 +126,9 @@ def make_holdout(
         tr, te = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y)
         return np.sort(tr), np.sort(te)
     n_splits = max(2, round(1.0 / test_size))
-    _require_groups(y, g, n_splits, f"a grouped {test_size:.0%} hold-out")
+    _require_groups(
+        y, g, n_splits, f"a grouped {test_size:.0%} hold-out", fix="use a larger holdout"
+    )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     tr, te = next(iter(splitter.split(np.zeros(len(y)), y, g)))
     check_no_leak([(tr, te)], g)

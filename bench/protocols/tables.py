@@ -29,9 +29,8 @@ HOLDOUT = Setting(
     None,
     "test fraction of a hold-out split (default 0.2 when folds is not given)",
     minimum=0,
-    maximum=1,
+    maximum=0.5,
     exclusive_minimum=True,
-    exclusive_maximum=True,
 )
 SPLIT = Setting(
     "split",

@@ -8,6 +8,9 @@ writes the same keys in the same order. Protocol-specific sections of a cell
 
 Loading checks types field by field: a malformed record raises
 :class:`RecordError` naming the file and the field, never a bare ``KeyError``.
+:func:`read_run_record` (every record read from a file) also checks ranges, indices,
+lengths and the stored metrics against the stored predictions
+(:mod:`bench.records.record_checks`, :mod:`bench.records.consistency`).
 """
 
 from bench.records.cells import (
@@ -17,7 +20,8 @@ from bench.records.cells import (
     SampleRef,
     SplitInfo,
 )
-from bench.records.run import RunRecord, read_run_record
+from bench.records.reader import read_run_record
+from bench.records.run import RunRecord
 
 __all__ = [
     "CellRecord",

@@ -257,6 +257,10 @@ class CellRecord:
         if not isinstance(d, Mapping):
             raise RecordError(f"{where}: expected an object, got {type(d).__name__}")
         folds = _opt(d, "folds", list, where, [])
+        classes = _opt(d, "classes", list, where, [])
+        for i, name in enumerate(classes):
+            if not isinstance(name, str):
+                raise RecordError(f"{where}.classes[{i}]: expected str, got {name!r:.60}")
         return cls(
             id=str(_opt(d, "id", str, where, "")),
             status=str(_opt(d, "status", str, where, "complete")),
@@ -271,7 +275,7 @@ class CellRecord:
             seed=int(_opt(d, "seed", int, where, 0)),
             split=SplitInfo.from_json(d.get("split") or {}, f"{where}.split"),
             augmentation=_opt(d, "augmentation", dict, where),
-            classes=[str(c) for c in _opt(d, "classes", list, where, [])],
+            classes=list(classes),
             positive=_opt(d, "positive", str, where),
             samples=SampleRef.from_json(d.get("samples") or {}, f"{where}.samples"),
             folds=[FoldRecord.from_json(f, f"{where}.folds[{i}]") for i, f in enumerate(folds)],

@@ -114,9 +114,13 @@ class RunRecord:
         seeds = d.get("seeds") or []
         if not isinstance(seeds, list):
             raise RecordError(f"{where}: field 'seeds': expected a list")
+        for key in ("run_id", "status"):
+            value = d.get(key)
+            if not isinstance(value, str) and (key == "run_id" or value is not None):
+                raise RecordError(f"{where}: {key}: expected a string, got {value!r:.60}")
         return cls(
-            run_id=str(d["run_id"]),
-            status=str(d.get("status") or "incomplete"),
+            run_id=d["run_id"],
+            status=d.get("status") or "incomplete",
             started=d.get("started"),
             finished=d.get("finished"),
             suite=table("suite"),
@@ -129,19 +133,3 @@ class RunRecord:
             transforms=d.get("transforms"),
             sections={k: v for k, v in d.items() if k not in _RUN_KEYS},
         )
-
-
-def read_run_record(path: Path) -> RunRecord:
-    """Read and check a result file; :class:`RecordError` (exit 2) names the file and field."""
-    import json
-
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such result file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path}: not a readable JSON result record ({exc})") from None
-    record = RunRecord.from_json(raw, str(path))
-    record.path = path
-    return record
