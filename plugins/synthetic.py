@@ -211,9 +211,9 @@ def synthetic_dataset(
 ) -> ImageSet:
     """The synthetic two-class set (drawn once, cached as PNGs). ``path`` is ignored."""
     if opts:
-        raise UserError(
-            f"dataset 'synthetic': unknown option(s) {sorted(opts)}; known: n_per_class, size, seed"
-        )
+        from bench.data.loaders import check_options
+
+        check_options("synthetic", dict(opts), ("n_per_class", "size", "seed"))
     values = {"n_per_class": n_per_class, "size": size, "seed": seed}
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):

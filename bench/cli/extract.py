@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         positive_int("--workers", args.workers, 0, 1_024)
     reg = get_registry()
+    reg.backbone(args.backbone)  # an unknown name: exit 2 now, before the images are checked
     imageset = load_imageset(args.dataset, args.data, flag="--data")
     imageset, report = validate(imageset, skip_bad=args.skip_bad, min_per_class=1)
     options: dict[str, Any] = {}
