@@ -153,6 +153,16 @@ folds = 2
         registry.backbone("colour-stats")
 
 
+def test_a_cache_folder_that_is_a_file_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("LEUKOBENCH_CACHE", str(afile))
+    for argv in (["cache", "info"], ["run", "--dry-run"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "$LEUKOBENCH_CACHE" in err and "is a file, not a folder" in err, err
+
+
 def test_usage_errors_are_one_line_pointing_at_help(capsys):
     for argv, needle in (
         (["report"], "leukobench report: error: the following arguments are required"),

@@ -111,6 +111,7 @@ def _main(argv: list[str] | None) -> int:
             parser.print_help()
             return 2
     try:
+        _check_cache_root(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"leukobench: error: {readable(exc)}", file=sys.stderr)
@@ -119,13 +120,40 @@ def _main(argv: list[str] | None) -> int:
         if exc.filename is None or os.environ.get("LEUKOBENCH_DEBUG"):
             return _internal_error(exc)
         what = readable(exc.filename) + (f" -> {readable(exc.filename2)}" if exc.filename2 else "")
-        print(f"leukobench: error: {what}: {exc.strerror or exc}", file=sys.stderr)
+        where = _cache_hint(args, str(exc.filename))
+        print(f"leukobench: error: {what}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("leukobench: interrupted; finished work is kept (rerun to resume)", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into exit 1
         return _internal_error(exc)
+
+
+def _cache_root(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """The command's cache folder and where it came from (None: the command has none)."""
+    from bench.cache_paths import default_cache_root
+
+    if not hasattr(args, "cache_dir"):
+        return None
+    if args.cache_dir is not None:
+        return Path(args.cache_dir), "--cache-dir"
+    from_env = bool(os.environ.get("LEUKOBENCH_CACHE"))
+    return default_cache_root(), "$LEUKOBENCH_CACHE" if from_env else "the default cache folder"
+
+
+def _check_cache_root(args: argparse.Namespace) -> None:
+    """A cache folder that is a file is one line naming where it was set, before any work."""
+    root = _cache_root(args)
+    if root is not None and root[0].exists() and not root[0].is_dir():
+        raise UserError(f"{root[1]} {readable(root[0])} is a file, not a folder; give a folder")
+
+
+def _cache_hint(args: argparse.Namespace, filename: str) -> str:
+    root = _cache_root(args)
+    if root is None or not filename.startswith(str(root[0])):
+        return ""
+    return f" (under the cache folder, {root[1]}: give one that can be created and written)"
 
 
 def _internal_error(exc: BaseException) -> int:

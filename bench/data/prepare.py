@@ -92,13 +92,21 @@ def prepare_data(
     data_cfg = suite.config["data"]
     imageset = load_dataset(suite, registry)
     skip = data_cfg["skip_bad"] if skip_bad is None else skip_bad
-    imageset, report = validate(
-        imageset,
-        skip_bad=skip,
-        max_pixels=data_cfg["max_pixels"],
-        min_per_class=min_groups_needed(suite),
-        cache_dir=cache_dir,
-    )
+    need = min_groups_needed(suite)
+    try:
+        imageset, report = validate(
+            imageset,
+            skip_bad=skip,
+            max_pixels=data_cfg["max_pixels"],
+            min_per_class=need,
+            cache_dir=cache_dir,
+        )
+    except UserError as exc:
+        if need > 2 and "of each are needed" in str(exc):  # name the key that asks for it
+            index = next(i for i, p in enumerate(suite.protocols) if p.get("folds") == need)
+            where = suite.path or f"suite {suite.name!r}"
+            raise UserError(f"{where}: protocol[{index}].folds = {need}: {exc}") from None
+        raise
     digests = list(report.digests)
     _show_warnings(list(report.warnings))
     balance = None
