@@ -95,6 +95,9 @@ def test_markdown_file_and_cli(results_dir, capsys, monkeypatch):
     assert "broken.json" in err and "warning" in err
     assert main(["leaderboard", str(path), "--latest", "--dataset", "synthetic"]) == 0
     assert "run-partial" in capsys.readouterr().out
+    assert main(["leaderboard", str(path), "--dataset", "synthetc"]) == 2  # a typo: not "empty"
+    err = capsys.readouterr().err
+    assert "--dataset 'synthetc': no dataset of that name" in err and "synthetic (fp " in err
     assert main(["leaderboard", str(path / "nope")]) == 2
     tables, _ = build(path)
     write_markdown(tables, out)  # overwriting is fine (atomic replace)

@@ -77,6 +77,18 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"leukobench: warning: {warning}", file=sys.stderr)
     n_rows = sum(len(t.rows) for t in tables)
+    if not n_rows and args.dataset:
+        from bench.errors import UserError
+
+        everything, _ = build(
+            args.results_dir, args.metric, None, args.latest, args.include_synthetic, True
+        )
+        names = sorted({str(row[0]) for t in everything for row in t.rows})
+        if names:
+            raise UserError(
+                f"--dataset {args.dataset!r}: no dataset of that name or fingerprint prefix under "
+                f"{args.results_dir}; its datasets: {'; '.join(names)}"
+            )
     if not n_rows:
         print(
             f"leukobench: no complete cells in result records under {args.results_dir}",
