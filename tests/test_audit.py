@@ -254,3 +254,15 @@ def test_suite_augmentation_is_read_from_the_suite_file(tmp_path):
     (tmp_path / "bad.toml").write_text("[augment\n")
     with pytest.raises(UserError, match="TOML"):
         suite_augmentation(tmp_path / "bad.toml")
+    (tmp_path / "typo.toml").write_text('[augment]\nscheme = "loey2020"\ncopes = 3\n')
+    with pytest.raises(UserError, match="augment.copes: unknown key; did you mean 'copies'"):
+        suite_augmentation(tmp_path / "typo.toml")
+    whole = tmp_path / "whole.toml"  # a whole suite is checked as `run` checks it
+    whole.write_text(
+        '[data]\ndataset = "synthetic"\n[augment]\nscheme = "loey2020"\ncopies = 2\n'
+        '[[protocol]]\nkind = "features"\nbackbones = ["efficientnet_lite0"]\nclassifiers = ["lda"]\nfold = 2\n'
+    )
+    with pytest.raises(UserError, match=r"protocol\[0\].fold: unknown key; did you mean 'folds'"):
+        suite_augmentation(whole)
+    whole.write_text(whole.read_text().replace("fold = 2", "folds = 2"))
+    assert suite_augmentation(whole) == ("loey2020", 2)

@@ -98,9 +98,20 @@ def suite_augmentation(path: Path) -> tuple[str, int]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"--suite {path}: not a readable TOML file ({exc})") from exc
+    if "protocol" in data:  # a whole suite: checked as `run` checks it, typos included
+        from bench.suite import load_suite
+
+        aug = load_suite(str(path)).config["augment"]
+        return str(aug["scheme"]), int(aug["copies"])
     aug = data.get("augment") or {}
     if not isinstance(aug, dict):
         raise UserError(f"--suite {path}: [augment] must be a table")
+    from bench.registry import suggest
+
+    for key in aug:
+        if key not in ("scheme", "copies"):
+            hint = suggest(key, ("scheme", "copies")) or " (keys: scheme, copies)"
+            raise UserError(f"--suite {path}: augment.{key}: unknown key{hint}")
     return str(aug.get("scheme", "none")), int(aug.get("copies", 5))
 
 
