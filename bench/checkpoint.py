@@ -55,7 +55,8 @@ SCHEMA = "leukobench.checkpoint/1"  # training states; model files before metada
 MODEL_SCHEMA = "leukobench.checkpoint/2"  # model files: tensors and metadata checksummed
 MODEL_SCHEMAS = (SCHEMA, MODEL_SCHEMA)
 META_KEY = "leukobench"
-KINDS = ("finetune", "features")
+PIPELINE_KIND = "features"  # a model file of a Model 1 pipeline (features + classifier)
+KINDS = ("finetune", PIPELINE_KIND)
 DIGEST_KEY = "tensors_sha256"
 META_DIGEST_KEY = "metadata_sha256"
 MAX_INPUT_SIZE = 8192
@@ -187,7 +188,7 @@ def _check_preprocessing(pre: Any) -> None:
 def _check_tensors(meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
     """ValueError unless the tensors fit the (already checked) metadata."""
     k = len(meta["classes"])
-    if meta["kind"] == "features":
+    if meta["kind"] == PIPELINE_KIND:
         X, y = tensors.get("X_train"), tensors.get("y_train")
         if X is None or y is None:
             raise ValueError("a Model 1 pipeline needs the tensors X_train and y_train")
@@ -396,7 +397,7 @@ def save_feature_pipeline(
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X_train must be (N, D) with N == len(y_train); got {X.shape}, {y.shape}")
     meta = {
-        "kind": "features",
+        "kind": PIPELINE_KIND,
         "classes": list(classes),
         "positive": positive,
         "backbone": {
