@@ -145,8 +145,8 @@ def _write_all(fd: int, parts: list[Any]) -> None:
             done = 0
 
 
-def _read_pack_header(path: Path) -> tuple[dict[str, Any], int, int]:
-    """A pack's header, where its payloads start and the file size; ValueError/OSError when bad."""
+def _read_pack_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A pack's header and where its payloads start; ValueError/OSError when unreadable."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
@@ -169,7 +169,7 @@ def _read_pack_header(path: Path) -> tuple[dict[str, Any], int, int]:
     header = json.loads(raw)
     if not isinstance(header, dict) or not isinstance(header.get("entries"), list):
         raise ValueError("malformed header")
-    return header, 8 + (4 if crc is not None else 0) + hlen, size
+    return header, 8 + (4 if crc is not None else 0) + hlen
 
 
 def entry_dtype(text: str) -> np.dtype:
@@ -196,7 +196,7 @@ def _slot(path: Path, start: int, entry: Any) -> tuple[str, _Slot]:
 
 def _read_pack(path: Path) -> tuple[str, list[tuple[str, _Slot]]]:
     """A pack's backbone and ``(key, slot)`` per entry; ValueError/OSError/... when unreadable."""
-    header, start, _ = _read_pack_header(path)
+    header, start = _read_pack_header(path)
     slots = [_slot(path, start, e) for e in header["entries"]]
     return str(header.get("backbone", "")), slots
 
@@ -326,17 +326,15 @@ class FeatureCache:
 
     @staticmethod
     def _check(payload: bytes, slot: _Slot) -> str:
-        """Why ``payload`` is not the entry ``slot`` describes ('' when it is)."""
+        """Why ``payload`` is not the entry ``slot`` describes ('' when it is).
+
+        The slot's dtype and shape were checked against its size when the pack's
+        header was read (:func:`_slot`).
+        """
         if len(payload) != slot.nbytes:
             return "truncated"
         if zlib.crc32(payload) != slot.crc32:
             return "checksum mismatch"
-        try:
-            dtype = entry_dtype(slot.dtype)
-        except (TypeError, ValueError):
-            return f"unknown dtype {slot.dtype!r}"
-        if dtype.itemsize * int(np.prod(slot.shape, dtype=np.int64)) != slot.nbytes:
-            return "size mismatch"
         return ""
 
     def _drop_from_pack(self, pack: Path, bad: list[tuple[str, str]]) -> None:

@@ -36,6 +36,17 @@ def _dim(value: object) -> str:
     return "-" if value in (None, "") else str(value)
 
 
+def _named(title: str, specs: dict) -> Table:
+    """A name / description / plugin table of ``specs``."""
+    t = Table(title=escape(title))
+    t.add_column("name", no_wrap=True)
+    for col in ("description", "plugin"):
+        t.add_column(col)
+    for name, s in specs.items():
+        t.add_row(name, escape(s.description), s.plugin)
+    return t
+
+
 def tables(kind: str) -> Table:
     from bench.registry import get_registry
     from bench.suite import builtin_suites
@@ -84,19 +95,9 @@ def tables(kind: str) -> Table:
                 name, escape(s.description or proto.description), s.plugin, escape("\n".join(lines))
             )
     elif kind == "executors":
-        t = Table(title=escape("Executors ([run] executor = NAME, or --executor NAME)"))
-        t.add_column("name", no_wrap=True)
-        for col in ("description", "plugin"):
-            t.add_column(col)
-        for name, s in reg.executors.items():
-            t.add_row(name, escape(s.description), s.plugin)
+        t = _named("Executors ([run] executor = NAME, or --executor NAME)", reg.executors)
     elif kind == "trackers":
-        t = Table(title=escape("Trackers ([run] track = [NAME], or --track NAME)"))
-        t.add_column("name", no_wrap=True)
-        for col in ("description", "plugin"):
-            t.add_column(col)
-        for name, s in reg.trackers.items():
-            t.add_row(name, escape(s.description), s.plugin)
+        t = _named("Trackers ([run] track = [NAME], or --track NAME)", reg.trackers)
     elif kind == "suites":
         import tomllib
 

@@ -55,12 +55,15 @@ def load_dataset(suite: Suite, registry: Registry) -> ImageSet:
         ) from None
 
 
-def min_groups_needed(suite: Suite) -> int:
-    """The fewest images (groups) each class needs for the suite's splits."""
-    need = 2
-    for proto in suite.protocols:
-        need = max(need, int(proto.get("folds", 2)))
-    return need
+def min_groups_needed(suite: Suite) -> tuple[int, str]:
+    """The fewest images (groups) each class needs for the suite's splits, and which key asks."""
+    need, needed_by = 2, ""
+    for index, proto in enumerate(suite.protocols):
+        folds = int(proto.get("folds", 2))
+        if folds > need:
+            where = suite.path or f"suite {suite.name!r}"
+            need, needed_by = folds, f"{where}: protocol[{index}].folds = {folds}"
+    return need, needed_by
 
 
 def _show_warnings(found: list[str], limit: int = 5) -> None:
@@ -92,21 +95,15 @@ def prepare_data(
     data_cfg = suite.config["data"]
     imageset = load_dataset(suite, registry)
     skip = data_cfg["skip_bad"] if skip_bad is None else skip_bad
-    need = min_groups_needed(suite)
-    try:
-        imageset, report = validate(
-            imageset,
-            skip_bad=skip,
-            max_pixels=data_cfg["max_pixels"],
-            min_per_class=need,
-            cache_dir=cache_dir,
-        )
-    except UserError as exc:
-        if need > 2 and "of each are needed" in str(exc):  # name the key that asks for it
-            index = next(i for i, p in enumerate(suite.protocols) if p.get("folds") == need)
-            where = suite.path or f"suite {suite.name!r}"
-            raise UserError(f"{where}: protocol[{index}].folds = {need}: {exc}") from None
-        raise
+    need, needed_by = min_groups_needed(suite)
+    imageset, report = validate(
+        imageset,
+        skip_bad=skip,
+        max_pixels=data_cfg["max_pixels"],
+        min_per_class=need,
+        cache_dir=cache_dir,
+        needed_by=needed_by,
+    )
     digests = list(report.digests)
     _show_warnings(list(report.warnings))
     balance = None

@@ -193,12 +193,14 @@ def validate(
     workers: int = 2,
     cache_dir: Path | None = None,
     min_classes: int = 2,
+    needed_by: str = "",
 ) -> tuple[ImageSet, ValidationReport]:
     """Check every image of ``imageset``; return the usable set and a report.
 
     Verdicts are cached under ``cache_dir/validated/`` (default: :func:`cache_root`).
     ``min_classes``: classes that must keep usable images (1 for an external test set,
-    which may lack some of the training classes).
+    which may lack some of the training classes). ``needed_by`` names what asks for
+    ``min_per_class`` (``"s.toml: protocol[0].folds = 10"``) in the error.
     """
     n = len(imageset)
     rel = [imageset.relpath(i) for i in range(n)]
@@ -245,7 +247,7 @@ def validate(
             + (" ..." if len(duplicates) > 5 else "")
         )
     out = imageset.subset(np.asarray(keep, dtype=np.int64))
-    _check_classes(out, min_per_class, min_classes)
+    _check_classes(out, min_per_class, min_classes, needed_by)
     digests = [results[i][0] for i in keep]
     fp = imageset_fingerprint(out, digests)
     out = out.subset(np.arange(len(out)), fingerprint=fp)
@@ -261,7 +263,9 @@ def validate(
     return out, report
 
 
-def _check_classes(imageset: ImageSet, min_per_class: int | None, min_classes: int = 2) -> None:
+def _check_classes(
+    imageset: ImageSet, min_per_class: int | None, min_classes: int = 2, needed_by: str = ""
+) -> None:
     counts = imageset.class_counts()
     present = [c for c, k in counts.items() if k > 0]
     if len(present) < min_classes:
@@ -277,7 +281,8 @@ def _check_classes(imageset: ImageSet, min_per_class: int | None, min_classes: i
         n_grp = len(set(groups[imageset.labels == k]))
         if n_img < min_per_class or n_grp < min_per_class:
             raise UserError(
-                f"class {cls!r} has {n_img} image(s) in {n_grp} group(s); at least "
+                (f"{needed_by}: " if needed_by else "")
+                + f"class {cls!r} has {n_img} image(s) in {n_grp} group(s); at least "
                 f"{min_per_class} of each are needed (e.g. one per fold): add images or use "
                 "fewer folds"
             )

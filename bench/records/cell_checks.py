@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.metrics import BINARY_KEYS, MULTICLASS_KEYS
 from bench.records.cells import CellRecord, FoldRecord
 from bench.records.fields import (
     At,
@@ -31,23 +32,7 @@ from bench.records.fields import (
 CELL_STATUSES = ("complete", "failed", "running")
 # metrics that are correlations (in [-1, 1]); every other known metric is a rate in [0, 1]
 SIGNED_METRICS = ("mcc",)
-RATE_METRICS = frozenset(
-    {
-        "precision",
-        "recall",
-        "accuracy",
-        "specificity",
-        "f1",
-        "balanced_accuracy",
-        "roc_auc",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "precision_weighted",
-        "recall_weighted",
-        "f1_weighted",
-    }
-)
+RATE_METRICS = frozenset(BINARY_KEYS + MULTICLASS_KEYS) - set(SIGNED_METRICS)
 HISTORY_COLUMNS = ("iteration", "epoch", "loss", "accuracy", "lr")
 
 
