@@ -157,6 +157,7 @@ def cross_validate(
         X,
         folds,
         budget=budget,
+        y=y,
         device=device,
         n_jobs=n_jobs,
         note=note,

@@ -74,7 +74,9 @@ class _Memo:
 class CVContext:
     """One :func:`~bench.crossval.cross_validate` call, as fast paths see it.
 
-    ``X`` is the feature matrix as given (n x d, usually float32); ``folds``
+    ``X`` is the feature matrix as given (n x d, usually float32); ``y`` the
+    labels of its rows (class indices, or None), so that a fast path solving
+    several folds at once can read each fold's training labels; ``folds``
     the ``(train, test)`` index pairs; ``budget`` the run's
     :class:`~bench.memory_budget.MemoryBudget` (``memory_limit`` bytes);
     ``device`` where products may run (``"cpu"``: NumPy's BLAS; ``"cuda"``,
@@ -90,12 +92,14 @@ class CVContext:
         folds: list[tuple[np.ndarray, np.ndarray]],
         *,
         budget: MemoryBudget,
+        y: np.ndarray | None = None,
         device: str = "cpu",
         n_jobs: int = 1,
         note: Callable[[str], None] | None = None,
         estimators: tuple[Any, ...] = (),
     ) -> None:
         self.X = X
+        self.y = y
         self.estimators = estimators
         self.folds = folds
         self.budget = budget

@@ -6,8 +6,9 @@ implements the fold fast path (:class:`bench.fold_fastpath.FoldFastPath`):
 * :class:`KernelSVC` (:mod:`.svm`) and :class:`EuclideanKNN` (:mod:`.knn`):
   one Gram matrix per run, in blocks (:mod:`.gram`, :mod:`.products`); 1-NN
   without an SVM streams its neighbours over the blocks (:mod:`.nearest`);
-* :class:`SmallSideLDA` (:mod:`.lda`, :mod:`.lda_solvers`): the n x n or the
-  d x d side, whichever is smaller, with per-fold downdating;
+* :class:`SmallSideLDA` (:mod:`.lda`, :mod:`.lda_solvers`, :mod:`.lda_folds`):
+  the n x n or the d x d side, whichever is smaller, with per-fold downdating
+  (d side) or every fold solved at once on one shared preconditioner (n side);
 * :class:`ExactTree` (:mod:`.tree`): scikit-learn's best-first Gini tree from
   one presort of every feature (:mod:`.presort`, :mod:`.tree_builder`,
   :mod:`.tree_shuffle`).

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bench.fold_fastpath import CVContext, FoldOutput, FoldView
 from plugins.fast_estimators.gram import F64, shared_x64
+from plugins.fast_estimators.lda_folds import FoldDiscriminant, n_side_bytes, n_side_folds
 from plugins.fast_estimators.lda_solvers import between_rank_full, solve_d_side, solve_n_side
 from plugins.fast_estimators.products import NumpyProducts, products_for
 
@@ -191,20 +192,71 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
     # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
 
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int:
-        """d-side: three d x d matrices and the test rows; n-side: the n x n Gram and X copies."""
+        """d side: three d x d matrices and the test rows; n side: all folds' batched solve
+        (once), else the fold's own n x n Gram and X copies."""
         d = context.n_features
-        if n_train < d:
-            return (2 * n_train * n_train + 3 * n_train * d) * F64
-        return (4 * d * d + n_test * d + 2 * context.n_samples * 4) * F64
+        if n_train >= d:
+            return (4 * d * d + n_test * d + 2 * context.n_samples * 4) * F64
+        own = (2 * n_train * n_train + 3 * n_train * d) * F64
+        if context.y is None:
+            return own
+        if not context.has_shared(self._n_side_key()):
+            k = int(np.max(context.y)) + 1
+            return max(own, n_side_bytes(context.n_samples, d, len(context.folds) * k))
+        solved = self._n_side_solutions(context)
+        return own if any(v is None for v in solved.values()) else n_test * d * F64
+
+    def _n_side_key(self) -> tuple:
+        priors = None if self.priors is None else tuple(np.ravel(self.priors).tolist())
+        return ("lda-n-side", float(self.tol), priors)
+
+    def _n_side_solutions(self, ctx: CVContext) -> dict[int, FoldDiscriminant | None]:
+        """Every n-side fold's discriminant, solved together once per run (:mod:`.lda_folds`)."""
+
+        def solve() -> dict[int, FoldDiscriminant | None]:
+            y = np.asarray(ctx.y, dtype=np.int64)
+            k = int(y.max()) + 1
+            picked = [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
+            solved = n_side_folds(
+                shared_x64(ctx),
+                y,
+                [ctx.folds[i][0] for i in picked],
+                k,
+                tol=self.tol,
+                fac=self._fac,
+                priors_of=self._priors,
+            )
+            return dict(zip(picked, solved, strict=True))
+
+        return ctx.shared(self._n_side_key(), solve)
+
+    def _predict_fold(self, fold: FoldView) -> FoldOutput:
+        x_test = fold.x_test()
+        return FoldOutput(
+            pred=self.predict(x_test), classes=self.classes_, proba=self.predict_proba(x_test)
+        )
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
-        """d side: the run's scatter minus the test rows'; n side: None (the generic path)."""
+        """n side: all folds solved together; d side: the run's scatter minus the test rows'.
+
+        None (the generic path) for a fold neither can vouch for.
+        """
         self.check_params()
         classes, yi = np.unique(y_train, return_inverse=True)
         k = len(classes)
         ctx = fold.context
-        if not self._fast_ok(k) or len(fold.train) - k < ctx.n_features:
+        if not self._fast_ok(k):
             return None
+        self.classes_ = classes
+        self.n_features_in_ = ctx.n_features
+        if len(fold.train) - k < ctx.n_features:
+            if ctx.y is None or int(np.max(ctx.y)) + 1 != k:
+                return None
+            sol = self._n_side_solutions(ctx).get(fold.index)
+            if sol is None or not self._finish(sol.means, sol.priors, sol.centred, sol.w, sol.std):
+                return None
+            self.method_ = "small-side-folds"
+            return self._predict_fold(fold)
         x = shared_x64(ctx)
         products = products_for(ctx)
 
@@ -213,15 +265,10 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
             return products.scatter(x)
 
         scatter = ctx.shared("lda-scatter", total) - products.scatter(x[fold.test])
-        self.classes_ = classes
-        self.n_features_in_ = ctx.n_features
         if not self._fit_scatter(x, fold.train, yi, k, scatter):
             return None
         self.method_ = "scatter"
-        x_test = fold.x_test()
-        return FoldOutput(
-            pred=self.predict(x_test), classes=classes, proba=self.predict_proba(x_test)
-        )
+        return self._predict_fold(fold)
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coef_")

@@ -1,0 +1,135 @@
+"""The n-side LDA solved for every fold at once (plugins/fast_estimators/lda_folds.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+from bench.crossval import cross_validate
+from bench.fold_fastpath import CVContext, FoldView
+from bench.memory_budget import MemoryBudget
+from plugins.fast_estimators import lda_folds
+from plugins.fast_estimators.lda import SmallSideLDA
+
+
+def _wide(n=240, d=400, k=2, seed=0, n_folds=5):
+    """Fewer samples than features: ReLU features with a class shift, grouped folds."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n // 4), 4)
+    y = np.repeat(rng.integers(0, k, n // 4), 4)
+    centres = rng.normal(size=(k, d))
+    X = np.maximum(rng.normal(size=(n, d)) + 0.5 * centres[y] - 0.3, 0).astype(np.float32)
+    X[:, 7] = 0.0  # a column that is zero everywhere
+    parts = np.array_split(rng.permutation(n // 4), n_folds)
+    folds = []
+    for part in parts:
+        test = np.flatnonzero(np.isin(groups, part))
+        folds.append((np.setdiff1d(np.arange(n), test), test))
+    return X, y, folds
+
+
+def _methods(X, y, folds, **params):
+    """Each fold's ``method_`` and output, as cross_validate's fast path would give them."""
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    out = []
+    for i, (train, test) in enumerate(folds):
+        est = SmallSideLDA(**params)
+        res = est.fit_predict_fold(FoldView(ctx, i, train, test), y[train])
+        out.append((getattr(est, "method_", None) if res is not None else None, res))
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_every_fold_equals_scikit_learn_and_the_per_fold_solve(k):
+    X, y, folds = _wide(k=k, seed=k)
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1 if k == 2 else None)
+    for fold, methods in zip(res["lda"], _methods(X, y, folds), strict=True):
+        train, test = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis().fit(X[train].astype(np.float64), y[train])
+        assert np.array_equal(fold.y_pred, ref.predict(X[test].astype(np.float64)))
+        assert methods[0] == "small-side-folds"
+        alone = SmallSideLDA().fit(X[train], y[train])  # the fold solved on its own
+        assert alone.method_ == "small-side"
+        np.testing.assert_allclose(
+            alone.predict_proba(X[test]), methods[1].proba, rtol=0, atol=1e-9
+        )
+
+
+def test_serial_and_parallel_runs_are_bit_identical():
+    X, y, folds = _wide(seed=4)
+    one = cross_validate(X, y, folds, {"lda": {}, "dt": {}}, positive_index=1, n_jobs=1)
+    two = cross_validate(X, y, folds, {"lda": {}, "dt": {}}, positive_index=1, n_jobs=2)
+    for a, b in zip(one["lda"], two["lda"], strict=True):
+        assert np.array_equal(a.score, b.score)
+
+
+def test_a_fold_it_cannot_vouch_for_is_solved_on_its_own():
+    """A column constant (non-zero) within each class on one fold's training rows."""
+    X, y, folds = _wide(seed=6)
+    train, test = folds[2]
+    X[train, 11] = np.where(y[train] == 1, 0.3, 0.7).astype(np.float32)
+    X[test, 11] = 0.5
+    methods = _methods(X, y, folds)
+    assert methods[2][0] is None  # the generic path (SmallSideLDA.fit) takes this fold
+    assert [m for i, (m, _) in enumerate(methods) if i != 2] == ["small-side-folds"] * 4
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+
+
+def test_ill_conditioned_runs_fall_back_to_scikit_learn():
+    """Repeated rows make every Gram singular: no fold is solved together."""
+    X, y, folds = _wide(seed=8)
+    X[1::4] = X[0::4]  # each group's second row repeats its first
+    assert all(m is None for m, _ in _methods(X, y, folds))
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+
+
+def test_a_fold_missing_a_class_is_solved_on_its_own():
+    X, y, folds = _wide(k=3, seed=9)
+    train, test = folds[0]
+    keep = train[y[train] != 2]
+    folds[0] = (keep, test)
+    methods = _methods(X, y, folds)
+    assert methods[0][0] is None and methods[1][0] == "small-side-folds"
+
+
+def test_the_run_gram_bounds_every_fold_gram_from_below():
+    """lambda_min(G_f) >= lambda_min(G_0) off the class indicators (the one condition check)."""
+    X, y, folds = _wide(n=120, d=200, seed=10)
+    x = X.astype(np.float64)
+
+    def lam_min(rows):
+        yr = y[rows]
+        xr = x[rows]
+        means = np.stack([xr[yr == c].mean(axis=0) for c in (0, 1)])
+        xc = xr - means[yr]
+        std = xc.std(axis=0)
+        std[std == 0] = 1.0
+        xw = xc / std / np.sqrt(len(rows))
+        gram = xw @ xw.T
+        ind = np.stack([(yr == c) / np.sqrt(np.sum(yr == c)) for c in (0, 1)], axis=1)
+        proj = np.eye(len(rows)) - ind @ ind.T  # off the class indicators
+        return np.linalg.eigvalsh(proj @ gram @ proj)[2]  # the two zeros are the indicators
+
+    run = lam_min(np.arange(len(y)))
+    for train, _ in folds:
+        assert lam_min(train) >= run * (1 - 1e-9)
+
+
+def test_memory_estimate_covers_the_batched_solve():
+    X, y, folds = _wide(seed=11)
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    est = SmallSideLDA()
+    first = est.fold_memory(ctx, len(folds[0][0]), len(folds[0][1]))
+    assert first >= lda_folds.n_side_bytes(len(y), X.shape[1], 2 * len(folds))
+    _methods(X, y, folds)  # fills nothing in ctx (a new context per call)
+    est.fit_predict_fold(FoldView(ctx, 0, *folds[0]), y[folds[0][0]])
+    assert est.fold_memory(ctx, len(folds[1][0]), len(folds[1][1])) < first
