@@ -133,3 +133,22 @@ def test_memory_estimate_covers_the_batched_solve():
     _methods(X, y, folds)  # fills nothing in ctx (a new context per call)
     est.fit_predict_fold(FoldView(ctx, 0, *folds[0]), y[folds[0][0]])
     assert est.fold_memory(ctx, len(folds[1][0]), len(folds[1][1])) < first
+
+
+def test_a_hold_out_is_solved_on_its_own():
+    """One or two n-side folds: the per-fold solve is cheaper, and hold-out records stay as they were."""
+    X, y, folds = _wide(seed=12)
+    for few in (folds[:1], folds[:2]):
+        assert all(m == "small-side" for m, _ in _methods_generic(X, y, few))
+
+
+def _methods_generic(X, y, folds):
+    """``method_`` of each fold as cross_validate would fit it (fast path, else ``fit``)."""
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    out = []
+    for i, (train, test) in enumerate(folds):
+        est = SmallSideLDA()
+        if est.fit_predict_fold(FoldView(ctx, i, train, test), y[train]) is None:
+            est = SmallSideLDA().fit(X[train], y[train])
+        out.append((est.method_, est))
+    return out

@@ -29,6 +29,7 @@ def _lda_fac_is_1_over_n() -> bool:
 
 
 _LDA_FAC_IS_1_OVER_N = _lda_fac_is_1_over_n()
+MIN_BATCHED_FOLDS = 3  # n-side folds solved together from this many (break-even ~2)
 _ROWS = 2048  # rows per chunk when scanning X
 
 
@@ -202,21 +203,37 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
             return own
         if not context.has_shared(self._n_side_key()):
             k = int(np.max(context.y)) + 1
-            return max(own, n_side_bytes(context.n_samples, d, len(context.folds) * k))
+            picked = self._n_side_folds(context, k)
+            if len(picked) < MIN_BATCHED_FOLDS:
+                return own
+            return max(own, n_side_bytes(context.n_samples, d, len(picked) * k))
         solved = self._n_side_solutions(context)
-        return own if any(v is None for v in solved.values()) else n_test * d * F64
+        if not solved or any(v is None for v in solved.values()):
+            return own
+        return n_test * d * F64
 
     def _n_side_key(self) -> tuple:
         priors = None if self.priors is None else tuple(np.ravel(self.priors).tolist())
         return ("lda-n-side", float(self.tol), priors)
 
+    @staticmethod
+    def _n_side_folds(ctx: CVContext, k: int) -> list[int]:
+        """The folds with fewer training rows than features (plus k)."""
+        return [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
+
     def _n_side_solutions(self, ctx: CVContext) -> dict[int, FoldDiscriminant | None]:
-        """Every n-side fold's discriminant, solved together once per run (:mod:`.lda_folds`)."""
+        """Every n-side fold's discriminant, solved together once per run (:mod:`.lda_folds`).
+
+        Empty below :data:`MIN_BATCHED_FOLDS` such folds (a hold-out or an
+        external test set: one fold solved on its own is cheaper).
+        """
 
         def solve() -> dict[int, FoldDiscriminant | None]:
             y = np.asarray(ctx.y, dtype=np.int64)
             k = int(y.max()) + 1
-            picked = [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
+            picked = self._n_side_folds(ctx, k)
+            if len(picked) < MIN_BATCHED_FOLDS:
+                return {}
             solved = n_side_folds(
                 shared_x64(ctx),
                 y,
