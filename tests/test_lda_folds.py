@@ -152,3 +152,29 @@ def _methods_generic(X, y, folds):
             est = SmallSideLDA().fit(X[train], y[train])
         out.append((est.method_, est))
     return out
+
+
+def test_repeated_training_rows_are_solved_on_their_own():
+    """A row listed twice weighs twice in X[train]: that fold must not be solved together."""
+    X, y, folds = _wide(seed=13)
+    train, test = folds[1]
+    folds[1] = (np.concatenate([train, train[:5]]), test)
+    methods = _methods(X, y, folds)
+    assert methods[1][0] is None and methods[0][0] == "small-side-folds"
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+
+
+def test_small_training_parts_of_a_large_run_are_solved_on_their_own():
+    """Folds whose held-out parts are most of the run: n x n Schur blocks each, not worth it."""
+    X, y, _ = _wide(n=400, d=600, seed=14)
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(y))
+    folds = [(rows[i * 60 : (i + 1) * 60], rows[300 + i * 20 : 320 + i * 20]) for i in range(3)]
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    est = SmallSideLDA()
+    assert est.fold_memory(ctx, 60, 20) == (2 * 60 * 60 + 3 * 60 * 600) * 8  # its own solve
+    assert all(m == "small-side" for m, _ in _methods_generic(X, y, folds))

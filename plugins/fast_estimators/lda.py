@@ -204,9 +204,10 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         if not context.has_shared(self._n_side_key()):
             k = int(np.max(context.y)) + 1
             picked = self._n_side_folds(context, k)
-            if len(picked) < MIN_BATCHED_FOLDS:
+            if not picked:
                 return own
-            return max(own, n_side_bytes(context.n_samples, d, len(picked) * k))
+            schur = sum((context.n_samples - len(context.folds[i][0])) ** 2 for i in picked)
+            return max(own, n_side_bytes(context.n_samples, d, len(picked) * k, schur))
         solved = self._n_side_solutions(context)
         if not solved or any(v is None for v in solved.values()):
             return own
@@ -218,21 +219,32 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _n_side_folds(ctx: CVContext, k: int) -> list[int]:
-        """The folds with fewer training rows than features (plus k)."""
-        return [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
+        """The folds to solve together: fewer training rows than features (plus k).
+
+        Empty unless there are :data:`MIN_BATCHED_FOLDS` of them (one or two
+        folds, a hold-out or an external test set, are cheaper on their own)
+        and their held-out parts are small (the Schur blocks, one per fold
+        over the rows outside its training set, add up to at most n x n).
+        """
+        n = ctx.n_samples
+        picked = [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
+        if len(picked) < MIN_BATCHED_FOLDS:
+            return []
+        if sum((n - len(ctx.folds[i][0])) ** 2 for i in picked) > n * n:
+            return []
+        return picked
 
     def _n_side_solutions(self, ctx: CVContext) -> dict[int, FoldDiscriminant | None]:
         """Every n-side fold's discriminant, solved together once per run (:mod:`.lda_folds`).
 
-        Empty below :data:`MIN_BATCHED_FOLDS` such folds (a hold-out or an
-        external test set: one fold solved on its own is cheaper).
+        Empty when :meth:`_n_side_folds` picks none.
         """
 
         def solve() -> dict[int, FoldDiscriminant | None]:
             y = np.asarray(ctx.y, dtype=np.int64)
             k = int(y.max()) + 1
             picked = self._n_side_folds(ctx, k)
-            if len(picked) < MIN_BATCHED_FOLDS:
+            if not picked:
                 return {}
             solved = n_side_folds(
                 shared_x64(ctx),

@@ -41,9 +41,13 @@ _ACCEPT = 1e-12  # largest true relative residual accepted at the end
 _FLAT_SS = 1e-8  # a fold's sum of squares below this x the run's: not trusted
 
 
-def n_side_bytes(n: int, d: int, width: int) -> int:
-    """Peak bytes of :func:`n_side_folds` beyond ``x64``: ``width`` = folds x classes."""
-    return n * d * 4 + 2 * n * n * 4 + (12 * n + 2 * d) * width * 8
+def n_side_bytes(n: int, d: int, width: int, schur: int = 0) -> int:
+    """Peak bytes of :func:`n_side_folds` beyond ``x64``.
+
+    ``width`` = folds x classes; ``schur`` = the sum of the folds' squared
+    held-out sizes (their Schur blocks, float64).
+    """
+    return n * d * 4 + 2 * n * n * 4 + (12 * n + 2 * d) * width * 8 + schur * 8
 
 
 @dataclass
@@ -119,6 +123,8 @@ def _run_inverse(x64, y, means, scale, counts):
 
 def _fold(x64, y, train, k, fac: Callable[[int, int], float], priors_of) -> _Fold | None:
     """A fold's class means, deviations and scalings, from its training rows only."""
+    if len(np.unique(train)) != len(train):
+        return None  # a repeated row weighs twice in X[train]; the batched operator sees it once
     y_train = y[train]
     counts = np.bincount(y_train, minlength=k).astype(float)
     if np.any(counts == 0):
