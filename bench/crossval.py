@@ -109,6 +109,8 @@ def _check(X: np.ndarray, y: np.ndarray, folds) -> None:
         raise UserError(
             f"features must be (n, d) with one label per row; got {X.shape} and {y.shape}"
         )
+    if len(np.unique(y)) < 2:
+        raise UserError("cross-validation needs at least two classes; every label is the same")
     for i, (train, test) in enumerate(folds):
         if len(np.intersect1d(train, test)):
             raise UserError(f"fold {i}: train and test indices overlap")

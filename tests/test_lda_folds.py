@@ -178,3 +178,26 @@ def test_small_training_parts_of_a_large_run_are_solved_on_their_own():
     est = SmallSideLDA()
     assert est.fold_memory(ctx, 60, 20) == (2 * 60 * 60 + 3 * 60 * 600) * 8  # its own solve
     assert all(m == "small-side" for m, _ in _methods_generic(X, y, folds))
+
+
+def test_tol_zero_is_scikit_learns_own_solve():
+    """tol = 0 keeps scikit-learn's rounding-noise directions: only its own solver reproduces that."""
+    X, y, folds = _wide(n=120, d=200, seed=15)
+    res = cross_validate(X, y, folds, {"lda": {"tol": 0.0}}, positive_index=1)
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis(tol=0.0).fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+
+
+def test_bad_lda_input_is_one_user_error():
+    from bench.errors import UserError
+    from bench.registry import get_registry
+
+    X, y, folds = _wide(n=60, d=80, seed=16)
+    with pytest.raises(UserError, match="priors must be non-negative"):
+        get_registry().build_classifier("lda", priors=[-0.2, 1.2])
+    with pytest.raises(UserError, match="do not vary within any class"):
+        cross_validate(np.zeros_like(X), y, folds, {"lda": {}}, positive_index=1, n_jobs=1)
+    with pytest.raises(UserError, match="at least two classes"):
+        cross_validate(X, np.zeros_like(y), folds, {"lda": {}}, positive_index=None)

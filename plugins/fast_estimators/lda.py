@@ -88,9 +88,12 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
 
     def check_params(self) -> None:
         self.reference()._validate_params()
+        if self.priors is not None and np.any(np.asarray(self.priors, dtype=float) < 0):
+            raise ValueError("priors must be non-negative")
 
     def _fast_ok(self, n_classes: int) -> bool:
-        return self.solver == "svd" and self.shrinkage is None and n_classes > 1
+        """Whether a fast path applies (``tol <= 0``: scikit-learn keeps its rounding noise)."""
+        return self.solver == "svd" and self.shrinkage is None and n_classes > 1 and self.tol > 0
 
     def _priors(self, counts: np.ndarray) -> np.ndarray:
         priors = counts / counts.sum() if self.priors is None else np.asarray(self.priors, float)
@@ -117,7 +120,12 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
                 if self._fit_scatter(X, rows, yi, k, scatter):
                     self.method_ = "scatter"
                     return self
-        lda = self.reference().fit(X, y)
+        try:
+            lda = self.reference().fit(X, y)
+        except IndexError as exc:  # scikit-learn's svd solver at rank 0
+            raise ValueError(
+                "the training features do not vary within any class: no linear discriminant"
+            ) from exc
         self.coef_, self.intercept_ = lda.coef_, lda.intercept_
         return self
 
