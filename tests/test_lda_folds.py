@@ -201,3 +201,18 @@ def test_bad_lda_input_is_one_user_error():
         cross_validate(np.zeros_like(X), y, folds, {"lda": {}}, positive_index=1, n_jobs=1)
     with pytest.raises(UserError, match="at least two classes"):
         cross_validate(X, np.zeros_like(y), folds, {"lda": {}}, positive_index=None)
+
+
+def test_a_schur_block_that_fails_to_factorise_sends_every_fold_to_its_own_solve(monkeypatch):
+    X, y, folds = _wide(seed=17)
+
+    def refuse(*args, **kwargs):
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(lda_folds.sla, "cho_factor", refuse)
+    assert all(m is None for m, _ in _methods(X, y, folds))
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))

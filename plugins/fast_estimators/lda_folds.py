@@ -38,7 +38,8 @@ _ROWS = 512  # rows per chunk when centring X
 _MAX_ITER = 100
 _RTOL = 1e-15  # relative residual at which a column is converged
 _ACCEPT = 1e-12  # largest true relative residual accepted at the end
-_FLAT_SS = 1e-8  # a fold's sum of squares below this x the run's: not trusted
+_MIN_RCOND = 1e-6  # the run's Gram: below this reciprocal condition, no shared solve
+_FLAT_SS = 1e-8  # within-class sum of squares below this x the raw one (x^2): not trusted
 
 
 def n_side_bytes(n: int, d: int, width: int, schur: int = 0) -> int:
@@ -117,6 +118,8 @@ def _run_inverse(x64, y, means, scale, counts):
         return None
     inv += inv.T  # spotri fills the lower triangle; the upper one is zero (clean=1)
     inv[np.diag_indices_from(inv)] /= 2
+    if rcond < _MIN_RCOND:
+        return None  # a float32 inverse this ill-conditioned does not precondition
     # lambda_min >= ~rcond * ||A||_1 (an estimate, allow 10x)
     return inv, rcond * anorm / 10
 
@@ -300,7 +303,10 @@ def n_side_folds(
     folds = [fold for _, fold in usable]
     for i, fold in enumerate(folds):
         fold.cols = slice(i * k, (i + 1) * k)
-    batch = _Batch(x64, y, inv, folds, k)
+    try:
+        batch = _Batch(x64, y, inv, folds, k)
+    except np.linalg.LinAlgError:  # a Schur block not positive definite in float32
+        return out
     centred = np.zeros((x64.shape[1], len(folds) * k))
     for fold in folds:
         centred[:, fold.cols] = (fold.scale * fold.centred).T
