@@ -29,6 +29,14 @@ def _wide(n=240, d=400, k=2, seed=0, n_folds=5):
     return X, y, folds
 
 
+def _assert_sklearn(res, X, y, folds, **params):
+    """Every fold's predictions are scikit-learn's LinearDiscriminantAnalysis(**params)'s."""
+    for fold in res["lda"]:
+        tr, te = folds[fold.fold]
+        ref = LinearDiscriminantAnalysis(**params).fit(X[tr].astype(np.float64), y[tr])
+        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+
+
 def _methods(X, y, folds, **params):
     """Each fold's ``method_`` and output, as cross_validate's fast path would give them."""
     ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
@@ -74,10 +82,7 @@ def test_a_fold_it_cannot_vouch_for_is_solved_on_its_own():
     assert methods[2][0] is None  # the generic path (SmallSideLDA.fit) takes this fold
     assert [m for i, (m, _) in enumerate(methods) if i != 2] == ["small-side-folds"] * 4
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
-    for fold in res["lda"]:
-        tr, te = folds[fold.fold]
-        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
-        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+    _assert_sklearn(res, X, y, folds)
 
 
 def test_ill_conditioned_runs_fall_back_to_scikit_learn():
@@ -86,10 +91,7 @@ def test_ill_conditioned_runs_fall_back_to_scikit_learn():
     X[1::4] = X[0::4]  # each group's second row repeats its first
     assert all(m is None for m, _ in _methods(X, y, folds))
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
-    for fold in res["lda"]:
-        tr, te = folds[fold.fold]
-        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
-        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+    _assert_sklearn(res, X, y, folds)
 
 
 def test_a_fold_missing_a_class_is_solved_on_its_own():
@@ -162,10 +164,7 @@ def test_repeated_training_rows_are_solved_on_their_own():
     methods = _methods(X, y, folds)
     assert methods[1][0] is None and methods[0][0] == "small-side-folds"
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
-    for fold in res["lda"]:
-        tr, te = folds[fold.fold]
-        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
-        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+    _assert_sklearn(res, X, y, folds)
 
 
 def test_small_training_parts_of_a_large_run_are_solved_on_their_own():
@@ -184,10 +183,7 @@ def test_tol_zero_is_scikit_learns_own_solve():
     """tol = 0 keeps scikit-learn's rounding-noise directions: only its own solver reproduces that."""
     X, y, folds = _wide(n=120, d=200, seed=15)
     res = cross_validate(X, y, folds, {"lda": {"tol": 0.0}}, positive_index=1)
-    for fold in res["lda"]:
-        tr, te = folds[fold.fold]
-        ref = LinearDiscriminantAnalysis(tol=0.0).fit(X[tr].astype(np.float64), y[tr])
-        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+    _assert_sklearn(res, X, y, folds, tol=0.0)
 
 
 def test_bad_lda_input_is_one_user_error():
@@ -212,7 +208,4 @@ def test_a_schur_block_that_fails_to_factorise_sends_every_fold_to_its_own_solve
     monkeypatch.setattr(lda_folds.sla, "cho_factor", refuse)
     assert all(m is None for m, _ in _methods(X, y, folds))
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
-    for fold in res["lda"]:
-        tr, te = folds[fold.fold]
-        ref = LinearDiscriminantAnalysis().fit(X[tr].astype(np.float64), y[tr])
-        assert np.array_equal(fold.y_pred, ref.predict(X[te].astype(np.float64)))
+    _assert_sklearn(res, X, y, folds)

@@ -51,6 +51,16 @@ def class_ranges(
     return lo, hi
 
 
+def _run_classes(ctx: CVContext) -> int:
+    """Number of classes of the run (its labels are class indices 0..k-1)."""
+    return int(np.max(ctx.y)) + 1
+
+
+def _held_out_squares(ctx: CVContext, picked: list[int]) -> int:
+    """Sum over the picked folds of (rows outside the training set)^2: their Schur blocks."""
+    return sum((ctx.n_samples - len(ctx.folds[i][0])) ** 2 for i in picked)
+
+
 class SmallSideLDA(ClassifierMixin, BaseEstimator):
     """Linear discriminant analysis, scikit-learn's ``solver="svd"`` solved on the small side.
 
@@ -210,11 +220,11 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         if context.y is None:
             return own
         if not context.has_shared(self._n_side_key()):
-            k = int(np.max(context.y)) + 1
+            k = _run_classes(context)
             picked = self._n_side_folds(context, k)
             if not picked:
                 return own
-            schur = sum((context.n_samples - len(context.folds[i][0])) ** 2 for i in picked)
+            schur = _held_out_squares(context, picked)
             return max(own, n_side_bytes(context.n_samples, d, len(picked) * k, schur))
         solved = self._n_side_solutions(context)
         if not solved or any(v is None for v in solved.values()):
@@ -238,7 +248,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         picked = [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k < ctx.n_features]
         if len(picked) < MIN_BATCHED_FOLDS:
             return []
-        if sum((n - len(ctx.folds[i][0])) ** 2 for i in picked) > n * n:
+        if _held_out_squares(ctx, picked) > n * n:
             return []
         return picked
 
@@ -250,7 +260,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
 
         def solve() -> dict[int, FoldDiscriminant | None]:
             y = np.asarray(ctx.y, dtype=np.int64)
-            k = int(y.max()) + 1
+            k = _run_classes(ctx)
             picked = self._n_side_folds(ctx, k)
             if not picked:
                 return {}
@@ -287,7 +297,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.n_features_in_ = ctx.n_features
         if len(fold.train) - k < ctx.n_features:
-            if ctx.y is None or int(np.max(ctx.y)) + 1 != k:
+            if ctx.y is None or _run_classes(ctx) != k:
                 return None
             sol = self._n_side_solutions(ctx).get(fold.index)
             if sol is None or not self._finish(sol.means, sol.priors, sol.centred, sol.w, sol.std):

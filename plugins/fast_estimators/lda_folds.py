@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from plugins.fast_estimators.lda_solvers import well_conditioned
+from plugins.fast_estimators.lda_solvers import cholesky_f32, well_conditioned
 
 _ROWS = 512  # rows per chunk when centring X
 _MAX_ITER = 100
@@ -106,13 +106,10 @@ def _run_inverse(x64, y, means, scale, counts):
     fill *= np.float32(alpha)
     gram += fill
     del fill
-    anorm = float(np.abs(gram).sum(axis=0).max())
-    chol, info = sla.lapack.spotrf(gram, lower=1, clean=1, overwrite_a=1)
-    if info != 0:
+    factor = cholesky_f32(gram)
+    if factor is None:
         return None
-    rcond, info = sla.lapack.spocon(chol, anorm, uplo="L")
-    if info != 0:
-        return None
+    chol, rcond, anorm = factor
     inv, info = sla.lapack.spotri(chol, lower=1, overwrite_c=1)
     if info != 0:
         return None
@@ -181,21 +178,24 @@ class _Batch:
             sums[c] = v[self.y == c].sum(axis=0)
         return sums
 
-    def xw_t(self, v: np.ndarray) -> np.ndarray:
-        """``Xw_f^T v_f`` for every fold (d x F k)."""
+    def centred_t(self, v: np.ndarray, sums: np.ndarray) -> np.ndarray:
+        """``(X_T - Y_T M_f)^T v_f`` for every fold (d x F k), unscaled; ``sums = Y^T v``."""
         out = (v.T @ self.x).T  # faster than x.T @ v for a thin v
-        sums = self.class_sums(v)
         for fold in self.folds:
             out[:, fold.cols] -= fold.means.T @ sums[:, fold.cols]
+        return out
+
+    def xw_t(self, v: np.ndarray) -> np.ndarray:
+        """``Xw_f^T v_f`` for every fold (d x F k)."""
+        out = self.centred_t(v, self.class_sums(v))
+        for fold in self.folds:
             out[:, fold.cols] *= fold.scale[:, None]
         return out
 
     def apply(self, v: np.ndarray) -> np.ndarray:
         """``(G_f + alpha_f Y_f Y_f^T) v_f`` for every fold (the exact float64 operators)."""
         sums = self.class_sums(v)
-        u = (v.T @ self.x).T
-        for fold in self.folds:
-            u[:, fold.cols] -= fold.means.T @ sums[:, fold.cols]
+        u = self.centred_t(v, sums)
         u *= self.scale2
         out = (u.T @ self.x.T).T
         for fold in self.folds:

@@ -33,6 +33,16 @@ def well_conditioned(lam_min: float, tol: float) -> bool:
     return lam_min > 100 * tol**2
 
 
+def cholesky_f32(gram: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """``(L, rcond, ||G||_1)`` of a float32 SPD ``gram`` (overwritten), or None if not SPD."""
+    anorm = float(np.abs(gram).sum(axis=0).max())
+    chol, info = sla.lapack.spotrf(gram, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        return None
+    rcond, info = sla.lapack.spocon(chol, anorm, uplo="L")
+    return None if info != 0 else (chol, float(rcond), anorm)
+
+
 def refine(apply: Apply, precond: Apply, b: np.ndarray, max_iter: int = 30):
     """Iterative refinement of ``A x = b``: ``(x, contraction)``, or None if it stalls.
 
@@ -85,13 +95,10 @@ def solve_twice_f32(xw, indicators, rhs, tol: float) -> np.ndarray | None:
     sq = np.einsum("ij,ij->i", xw, xw)
     alpha = float(sq.sum()) / n or 1.0
     gram += np.float32(alpha) * (indicators @ indicators.T).astype(np.float32)
-    anorm = float(np.abs(gram).sum(axis=0).max())
-    chol, info = sla.lapack.spotrf(gram, lower=1, clean=1, overwrite_a=1)
-    if info != 0:
+    factor = cholesky_f32(gram)
+    if factor is None:
         return None
-    rcond, info = sla.lapack.spocon(chol, anorm, uplo="L")
-    if info != 0:
-        return None
+    chol, rcond, anorm = factor
 
     def apply(v: np.ndarray) -> np.ndarray:
         return xw @ (xw.T @ v) + alpha * (indicators @ (indicators.T @ v))
