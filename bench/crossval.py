@@ -29,7 +29,7 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from bench.errors import UserError
-from bench.fold_fastpath import CVContext, FoldFastPath, FoldOutput, FoldView
+from bench.fold_fastpath import CVContext, FoldFastPath, FoldOutput, FoldView, SharedWork
 from bench.malloc_tuning import prepare_malloc, trim_heap
 from bench.memory_budget import start_budget
 
@@ -173,6 +173,13 @@ def cross_validate(
         fold = fold_views[job[0]]
         return task_memory(estimators[job[1]], context, len(fold.train), len(fold.test))
 
+    def ready(job: tuple[int, str]) -> bool:
+        """False while another thread computes shared work this fit would wait for."""
+        est = estimators[job[1]]
+        if not isinstance(est, SharedWork):
+            return True
+        return not any(context.computing(key) for key in est.shared_keys(context))
+
     def fit(fi: int, name: str) -> tuple[FoldOutput, float]:
         t0 = time.perf_counter()
         try:
@@ -213,7 +220,7 @@ def cross_validate(
     def worker() -> None:
         """Take the first pending pair that fits the budget, until none is left."""
         while not failed.is_set():
-            picked = budget.hold_next(pending, need)
+            picked = budget.hold_next(pending, need, ready)
             if picked is None:
                 return
             job, nbytes = picked

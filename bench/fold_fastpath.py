@@ -66,6 +66,12 @@ class _Memo:
             entry = self._entries.get(key)
             return entry is not None and entry[1]
 
+    def busy(self, key: Hashable) -> bool:
+        """Whether some thread is computing ``key`` now."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and not entry[1] and entry[0].locked()
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -129,6 +135,10 @@ class CVContext:
     def has_shared(self, key: Hashable) -> bool:
         """Whether :meth:`shared` already holds a value for ``key``."""
         return self._memo.has(key)
+
+    def computing(self, key: Hashable) -> bool:
+        """Whether a thread is computing :meth:`shared`'s value for ``key`` right now."""
+        return self._memo.busy(key)
 
     def note(self, message: str) -> None:
         """Tell the user once (one line) that a slower or different path was taken."""
@@ -200,6 +210,20 @@ class FoldFastPath(Protocol):
     def fold_memory(self, context: CVContext, n_train: int, n_test: int) -> int: ...
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None: ...
+
+
+@runtime_checkable
+class SharedWork(Protocol):
+    """Optional, for a fold fast path: the run-wide memo keys its fold fits wait on.
+
+    ``shared_keys(context)`` lists the :meth:`CVContext.shared` keys whose values
+    ``fit_predict_fold`` computes or reads (a presort, a Gram matrix, a solve for all
+    folds). While another thread computes one of them, the engine starts other pending
+    fits first instead of one that would only wait. Scheduling only: results never
+    depend on the order in which fits run.
+    """
+
+    def shared_keys(self, context: CVContext) -> tuple[Hashable, ...]: ...
 
 
 @runtime_checkable

@@ -163,12 +163,19 @@ class MemoryBudget:
                 self.running -= 1
                 self._cond.notify_all()
 
-    def hold_next(self, pending: list[T], need: Callable[[T], int]) -> tuple[T, int] | None:
+    def hold_next(
+        self,
+        pending: list[T],
+        need: Callable[[T], int],
+        ready: Callable[[T], bool] | None = None,
+    ) -> tuple[T, int] | None:
         """Remove and hold the first of ``pending`` whose ``need`` fits now; None when empty.
 
-        Estimates are computed outside the lock (they may build shared state)
-        and again after every change. The caller runs the task, then calls
-        :meth:`release` with the returned bytes.
+        With ``ready``, the first that fits *and* is ready goes first (a task that would
+        wait for another thread's shared work is passed over while others can run); when
+        none is, the first that fits. Estimates are computed outside the lock (they may
+        build shared state) and again after every change. The caller runs the task, then
+        calls :meth:`release` with the returned bytes.
         """
         while True:
             with self._cond:
@@ -176,8 +183,13 @@ class MemoryBudget:
             if not snapshot:
                 return None
             sizes = [(item, int(need(item))) for item in snapshot]
+            order = sizes
+            if ready is not None:
+                flags = [ready(item) for item, _ in sizes]
+                order = [s for s, ok in zip(sizes, flags, strict=True) if ok]
+                order += [s for s, ok in zip(sizes, flags, strict=True) if not ok]
             with self._cond:
-                for item, nbytes in sizes:
+                for item, nbytes in order:
                     if item not in pending:
                         continue
                     if not self.running or self.taken + self.held + nbytes <= self.limit:

@@ -99,6 +99,21 @@ def test_fc7_like_slice(random_state):
     assert_same_tree(new, ref, X[test])
 
 
+@pytest.mark.parametrize("k", [2, 3, 6])
+def test_long_features_prune_runs_of_positions(k):
+    """Features with thousands of distinct values: the scan's coarse (256) and fine (32) runs
+    are bounded and skipped; the tree is still scikit-learn's, for two classes and more."""
+    X, _, _ = fc7_like(n=2400, d=48, seed=k)
+    y = np.random.default_rng(k).integers(0, k, len(X))
+    y[X[:, 3] > np.median(X[:, 3])] = 0  # one informative feature among noise
+    for params in (
+        {"max_leaf_nodes": 21, "random_state": k},
+        {"max_leaf_nodes": 40, "random_state": 7, "min_samples_leaf": 5},
+    ):
+        new, ref = fit_both(X, y, **params)
+        assert_same_tree(new, ref, X)
+
+
 def test_labels_are_any_classes():
     X, y = make_data("relu", n=200, d=15, k=4, seed=5)
     labels = np.array(["band", "lymph", "mono", "seg"])[y]

@@ -170,6 +170,40 @@ def test_a_free_worker_skips_ahead_to_the_first_task_that_fits():
     assert budget.held == 0 and budget.running == 0
 
 
+def test_a_task_waiting_on_shared_work_is_passed_over_while_others_can_run():
+    budget = MemoryBudget(1000)
+    pending = ["lda-1", "svm-1", "lda-2"]
+    busy = {"lda-1", "lda-2"}  # another thread computes the shared LDA solve
+    size = dict.fromkeys(pending, 10)
+    first = budget.hold_next(pending, size.get, lambda job: job not in busy)
+    assert first == ("svm-1", 10) and pending == ["lda-1", "lda-2"]
+    # nothing else left: the first that fits runs (it waits on the memo, not here)
+    second = budget.hold_next(pending, size.get, lambda job: job not in busy)
+    assert second == ("lda-1", 10)
+    for job in (first, second):
+        budget.release(job[1])
+
+
+def test_the_memo_tells_when_a_value_is_being_computed():
+    X, _, folds = _data(seed=3)
+    ctx = CVContext(X, folds, budget=MemoryBudget(10**9))
+    started, finish = threading.Event(), threading.Event()
+
+    def slow() -> int:
+        started.set()
+        finish.wait(5)
+        return 1
+
+    worker = threading.Thread(target=lambda: ctx.shared("solve", slow))
+    worker.start()
+    started.wait(5)
+    assert ctx.computing("solve") and not ctx.has_shared("solve")
+    finish.set()
+    worker.join(5)
+    assert not ctx.computing("solve") and ctx.has_shared("solve")
+    assert not ctx.computing("never-asked")
+
+
 def test_a_tight_budget_gives_the_same_predictions_in_any_order():
     X, y, folds = _data(seed=9)
     names = {n: {} for n in PAPER_SIX}

@@ -11,7 +11,8 @@ implements the fold fast path (:class:`bench.fold_fastpath.FoldFastPath`):
   (d side) or every fold solved at once on one shared preconditioner (n side);
 * :class:`ExactTree` (:mod:`.tree`): scikit-learn's best-first Gini tree from
   one presort of every feature (:mod:`.presort`, :mod:`.tree_builder`,
-  :mod:`.tree_shuffle`).
+  :mod:`.tree_shuffle`), its split scan and partition compiled with numba
+  (:mod:`.tree_kernels`).
 
 Two opt-in approximations are not exact (:mod:`.approx_svm`, labelled "≈"):
 :class:`LiblinearSVC` (the linear SVM solved by liblinear) and

@@ -112,6 +112,10 @@ class EuclideanKNN(ClassifierMixin, BaseEstimator):
             return (5 * BLOCK * BLOCK * context.n_jobs + 2 * context.n_samples) * F64
         return (2 * n_test * n_train + BLOCK * context.n_samples) * F64
 
+    def shared_keys(self, context: CVContext) -> tuple:
+        """The run-wide work its folds wait on (:class:`bench.fold_fastpath.SharedWork`)."""
+        return ("knn1-nearest", "gram", "x64")
+
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """Neighbours of the fold's test rows, streamed or from the shared (or blocked) products."""
         self.check_params()

@@ -283,6 +283,10 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
             pred=self.predict(x_test), classes=self.classes_, proba=self.predict_proba(x_test)
         )
 
+    def shared_keys(self, context: CVContext) -> tuple:
+        """The run-wide work its folds wait on (:class:`bench.fold_fastpath.SharedWork`)."""
+        return (self._n_side_key(), "lda-scatter")
+
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """n side: all folds solved together; d side: the run's scatter minus the test rows'.
 

@@ -9,15 +9,67 @@ Memory is O(n x d): a few bytes per non-minimum entry.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 FEATURE_THRESHOLD = np.float32(1e-7)
 
 
-def _order_bits(v: np.ndarray) -> np.ndarray:
-    """float32 -> uint64 whose integer order is the float order."""
-    u = v.view(np.uint32).astype(np.uint64)
-    neg = (u >> np.uint64(31)).astype(bool)
-    return np.where(neg, ~u & np.uint64(0xFFFFFFFF), u | np.uint64(0x80000000))
+@njit(nogil=True, cache=True)
+def _order_key(v):  # pragma: no cover - compiled
+    """float32 bits -> uint32 whose integer order is the float order."""
+    u = np.uint64(v)
+    return (~u & np.uint64(0xFFFFFFFF)) if u >> np.uint64(31) else (u | np.uint64(0x80000000))
+
+
+@njit(nogil=True, cache=True)
+def presort_columns(xt, colmin, threshold):  # pragma: no cover - compiled
+    """Every column of ``xt`` (``d x n`` float32) sorted: the flat layout of :class:`.Presort`.
+
+    Per column: one header slot (id ``n``), then the rows above the column minimum by
+    ascending value (ties by row). Returns ``sid``, value group ``G`` (dense rank, 0 = the
+    minimum), ``LG`` (groups ``g`` with ``float32(v_g + threshold) < v``; bounds only grow
+    with ``g``, so one pointer walks them) and ``hdr``.
+    """
+    d, n = xt.shape
+    bits = xt.view(np.uint32)
+    counts = np.zeros(d, dtype=np.int64)
+    for f in range(d):
+        c = 0
+        for r in range(n):
+            c += xt[f, r] > colmin[f]
+        counts[f] = c
+    total = d + counts.sum()
+    sid = np.full(total, n, dtype=np.int32)
+    group = np.zeros(total, dtype=np.int64)
+    lim = np.zeros(total, dtype=np.int64)
+    hdr = np.empty(d, dtype=np.int64)
+    keys = np.empty(n, dtype=np.uint64)
+    gv = np.empty(n + 1, dtype=np.float32)
+    pos = 0
+    for f in range(d):
+        hdr[f] = pos
+        c = 0
+        for r in range(n):
+            if xt[f, r] > colmin[f]:
+                keys[c] = (_order_key(bits[f, r]) << np.uint64(32)) | np.uint64(r)
+                c += 1
+        ks = np.sort(keys[:c])
+        gv[0] = colmin[f]
+        g = 0
+        p = 0  # first group whose bound reaches the value
+        for j in range(c):
+            r = np.int64(ks[j] & np.uint64(0xFFFFFFFF))
+            v = xt[f, r]
+            if g == 0 or v != gv[g]:
+                g += 1
+                gv[g] = v
+                while np.float32(np.float64(gv[p]) + np.float64(threshold)) < v:
+                    p += 1
+            sid[pos + 1 + j] = r
+            group[pos + 1 + j] = g
+            lim[pos + 1 + j] = p
+        pos += c + 1
+    return sid, group, lim, hdr
 
 
 class Presort:
@@ -38,85 +90,11 @@ class Presort:
         self.n_rows, self.n_features = n, d
         xt = np.ascontiguousarray(X.T)
         self.colmin = xt.min(axis=1) if n else np.zeros(d, dtype=np.float32)
-        flat = np.flatnonzero(xt > self.colmin[:, None])
-        sbits, cbits = max(1, int(n).bit_length()), max(1, int(d).bit_length())
-        if cbits + 32 + sbits <= 63 and n:
-            col, rows = np.divmod(flat, n)
-            key = (col.astype(np.uint64) << np.uint64(32 + sbits)) | (
-                _order_bits(xt.ravel().take(flat)) << np.uint64(sbits)
-            )
-            key |= rows.astype(np.uint64)
-            key.sort()
-            col = (key >> np.uint64(32 + sbits)).astype(np.int64)
-            rows = (key & np.uint64((1 << sbits) - 1)).astype(np.int64)
-            del key
-        else:  # pragma: no cover - huge inputs
-            col, rows = np.divmod(flat, max(n, 1))
-            order = np.lexsort((rows, xt.ravel().take(flat), col))
-            col, rows = col[order], rows[order]
-        del flat
-        vals = xt.ravel().take(col * n + rows)
-        del xt
-        counts = np.bincount(col, minlength=d)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        ne = len(vals)
-        # value groups: 0 = column minimum, then dense ranks of distinct values
-        first = np.ones(ne, dtype=bool)
-        if ne:
-            first[1:] = (col[1:] != col[:-1]) | (vals[1:] != vals[:-1])
-        gcum = np.cumsum(first)
-        base = np.zeros(d, dtype=np.int64)
-        base[counts > 0] = gcum[starts[counts > 0]] - 1
-        group = gcum - np.repeat(base, counts)
-        del gcum
-        lim = self._limits(col, vals, first, group, starts, counts)
+        sid, group, lim, self.hdr = presort_columns(xt, self.colmin, FEATURE_THRESHOLD)
         self.gbits = max(1, int(group.max(initial=0) + 1).bit_length())
         dtype = np.int32 if 2 * self.gbits <= 31 else np.int64
-        total = ne + d
-        self.hdr = starts + np.arange(d)
-        self.sid = np.full(total, n, dtype=np.int32)
-        self.glg = np.zeros(total, dtype=dtype)
-        pos = np.arange(ne) + col + 1
-        self.sid[pos] = rows
-        self.glg[pos] = (lim << self.gbits) | group
-
-    def _limits(self, col, vals, first, group, starts, counts) -> np.ndarray:
-        """``LG``: number of groups ``g`` of the column with ``float32(v_g + 1e-7) < v``.
-
-        Equal to ``G`` except in chains of distinct values closer than 1e-7.
-        """
-        lim = group.copy()
-        if not len(vals):
-            return lim
-        prev = np.empty_like(vals)
-        prev[1:] = vals[:-1]
-        colfirst = starts[counts > 0]
-        prev[colfirst] = self.colmin[col[colfirst]]
-        close = first & (vals <= prev + FEATURE_THRESHOLD)
-        if not close.any():
-            return lim
-        # per-column group tables, group 0 = column minimum: gv[gstart[f] + g]
-        gidx = np.flatnonzero(first)
-        ngroups = np.bincount(col[gidx], minlength=self.n_features) + 1
-        gstart = np.concatenate(([0], np.cumsum(ngroups)[:-1]))
-        gv = np.empty(int(ngroups.sum()), dtype=np.float32)
-        gv[gstart] = self.colmin
-        gv[gstart[col[gidx]] + group[gidx]] = vals[gidx]
-        bound = gv + FEATURE_THRESHOLD  # float32 sum, as the partitioner's
-        # walk each close group back to the first group whose bound reaches its value
-        at = np.flatnonzero(close)
-        target = vals[at]
-        lo = gstart[col[at]]
-        cand = lo + group[at] - 1  # bound[cand] >= target (close)
-        active = np.flatnonzero(cand > lo)
-        while len(active):
-            step = bound[cand[active] - 1] >= target[active]
-            active = active[step]
-            cand[active] -= 1
-            active = active[cand[active] > lo[active]]
-        glim = np.arange(len(gv)) - np.repeat(gstart, ngroups)
-        glim[gstart[col[at]] + group[at]] = cand - lo
-        return glim[gstart[col] + group]
+        self.sid = sid
+        self.glg = ((lim << self.gbits) | group).astype(dtype)
 
     def subset(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sid, glg, hdr)`` restricted to ``rows`` (sid renumbered 0..len(rows)-1)."""

@@ -195,6 +195,10 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         """Before a run (``--dry-run``): the large-fold note when folds exceed the limit."""
         return large_fold_note(self.kernel, n_train) if n_train > LARGE_FOLD_ROWS else None
 
+    def shared_keys(self, context: CVContext) -> tuple:
+        """The run-wide work its folds wait on (:class:`bench.fold_fastpath.SharedWork`)."""
+        return ("gram", "x-var", "x64")
+
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """Fit on the fold's kernel block (a private copy, kernel applied in place), predict."""
         self.check_params()

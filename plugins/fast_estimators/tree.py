@@ -145,6 +145,10 @@ class ExactTree(DecisionTreeClassifier):
             return own
         return own + presort_bytes(context.n_samples, context.n_features)
 
+    def shared_keys(self, context: CVContext) -> tuple:
+        """The run-wide work its folds wait on (:class:`bench.fold_fastpath.SharedWork`)."""
+        return ("presort",)
+
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """Fit on the fold's rows of one presort shared by all folds; None -> generic path."""
         self._validate_params()

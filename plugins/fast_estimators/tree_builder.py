@@ -1,22 +1,24 @@
-"""Exact, vectorised re-implementation of scikit-learn's best-first Gini decision tree.
+"""Exact re-implementation of scikit-learn's best-first Gini decision tree.
 
 :func:`build_tree` grows the tree that ``DecisionTreeClassifier(criterion="gini",
 splitter="best", max_features=None, max_leaf_nodes=L)`` grows (scikit-learn
 1.9's ``BestFirstTreeBuilder`` + ``BestSplitter`` + ``Gini``): same features,
 thresholds, impurities, node sizes and values, node for node. Instead of
 sorting every feature at every node it sorts every feature once
-(:class:`~plugins.fast_estimators.presort.Presort`) and then, per node, keeps each feature's samples in sorted
-order by stable partitioning, evaluating every split position of every feature
-with a handful of whole-array numpy operations.
+(:class:`~plugins.fast_estimators.presort.Presort`); each node keeps, per
+feature, its samples in sorted order, and a split partitions them in place,
+stably (:func:`~.tree_kernels.partition_node`). The split search and the
+partition are compiled loops (:mod:`.tree_kernels`); this module keeps the
+frontier, the nodes and the tie-breaking.
 
 Data layout: for each feature the samples whose value exceeds the column
-minimum ("explicit" entries, sorted by value) follow one header slot that
-stands for all samples sitting at the column minimum (ReLU features are ~65%
-zeros, so this skips most of the work). Each entry packs its sample's class,
-its value group ``G`` (dense rank of distinct values, 0 = the column minimum)
-and ``LG``, the number of groups whose ``float32(v + 1e-7)`` lies below its
-value, so scikit-learn's "``v[p] > v[p-1] + FEATURE_THRESHOLD``" test is the
-integer test ``G[p-1] < LG[p]``.
+minimum ("explicit" entries, sorted by value) are stored; the node's other
+samples sit at the minimum (ReLU features are ~65% zeros, so this skips most
+of the work). Each entry packs its sample, its class, its value group ``G``
+(dense rank of distinct values, 0 = the column minimum) and ``LG``, the number
+of groups whose ``float32(v + 1e-7)`` lies below its value, so scikit-learn's
+"``v[p] > v[p-1] + FEATURE_THRESHOLD``" test is the integer test ``G[p-1] <
+LG[p]``.
 
 Exactness rules reproduced (see sklearn/tree/_splitter.pyx, _partitioner.pyx,
 _criterion.pyx, _tree.pyx, _utils.pyx):
@@ -25,8 +27,9 @@ _criterion.pyx, _tree.pyx, _utils.pyx):
   (float32 arithmetic), both sides ``>= min_samples_leaf``; threshold
   ``Xf[p-1] / 2 + Xf[p] / 2`` in float64;
 * the proxy ``-n_R * gini_R - n_L * gini_L`` and impurities in float64 with the
-  Criterion's operation order (candidates are pre-selected with a float32
-  bound, then scored exactly), the first best in visit order wins;
+  Criterion's operation order (runs of positions that cannot reach the best so
+  far are skipped on a rigorous bound, the others scored exactly), the first
+  best in visit order wins;
 * visit order: the splitter's Fisher-Yates over its persistent ``features``
   array driven by its xorshift ``rand_r`` state (``d`` draws per searched
   node, whatever is constant); only simulated when features tie exactly;
@@ -42,12 +45,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from plugins.fast_estimators.presort import Presort
+from plugins.fast_estimators.tree_kernels import (
+    partition_node,
+    root_entries,
+    scan_binary,
+    scan_classes,
+)
 from plugins.fast_estimators.tree_shuffle import FeatureShuffle
 
 EPSILON = float(np.finfo(np.float64).eps)
 TREE_LEAF = -1
 TREE_UNDEFINED = -2
-_Q_RTOL = 1e-5  # float32 pre-selection slack (its error is < 1e-6 relative)
 
 
 # -- the builder -------------------------------------------------------------------
@@ -76,7 +84,9 @@ class _Node:
     impurity: float
     samples: np.ndarray
     counts: np.ndarray
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = (
+        None  # ent, ones, starts, ends
+    )
     is_leaf: bool = True
     improvement: float = 0.0
     feature: int = TREE_UNDEFINED
@@ -163,10 +173,11 @@ class _Builder:
         self.min_impurity_decrease = min_impurity_decrease
         self.shuffle = FeatureShuffle(self.d, rand_r_state)
         self.ybits = max(1, int(n_classes - 1).bit_length())
-        bits = 2 * presort.gbits + self.ybits
-        if bits > 63:  # pragma: no cover - > 2^30 distinct values
+        self.sbits = max(1, int(self.n).bit_length())
+        if 2 * presort.gbits + self.ybits + self.sbits > 63:  # pragma: no cover - > 2^20 rows
             raise ValueError("too many distinct feature values for the packed layout")
-        self.key_dtype = np.int32 if bits <= 31 else np.int64
+        self.smask = (1 << self.sbits) - 1
+        self.binary = n_classes == 2
         self.nodes: list[dict] = []
         self.values: list[np.ndarray] = []
 
@@ -174,109 +185,29 @@ class _Builder:
 
     def _search(self, rec: _Node) -> None:
         """BestSplitter.node_split_best on ``rec``; fills the split fields (or leaves it a leaf)."""
-        key, sid, hdr = rec.arrays
-        m, k, d, msl = len(rec.samples), self.k, self.d, self.msl
-        total = rec.counts
-        e_count = len(key)
-        ends = np.empty(d, dtype=np.int64)
-        ends[:-1] = hdr[1:]
-        ends[-1] = e_count
-        sizes = ends - hdr
-        zeros = m - (sizes - 1)  # samples at the column minimum
-        yb, gmask = self.ybits, (1 << self.presort.gbits) - 1
-        grp = (key >> yb) & gmask
-        lim = key >> (yb + self.presort.gbits)
-        first = np.where(zeros > 0, hdr, hdr + 1)
-        constant = ~(grp[np.minimum(first, ends - 1)] < lim[ends - 1])
+        ent, ones, starts, ends = rec.arrays
+        m = len(rec.samples)
+        bits = (self.ybits, self.presort.gbits, self.sbits)
+        if self.binary:
+            found = scan_binary(ent, ones, starts, ends, m, rec.counts, self.msl, *bits)
+        else:
+            found = scan_classes(ent, starts, ends, m, rec.counts, self.msl, *bits)
+        constant, best, entry, n_left, left, imp_l, imp_r = found
         index = self.shuffle.searched(constant)
-        valid = np.empty(e_count, dtype=bool)
-        np.less(grp[:-1], lim[1:], out=valid[:-1])
-        valid[-1] = False
-        del grp, lim
-        if msl == 1:  # n_L = 0 only in empty header slots; n_L = m is never valid
-            valid[hdr[zeros == 0]] = False
-        idx = np.flatnonzero(valid)
-        del valid
-        # n_L and class-c left counts at every entry: cumulative sums restarted per
-        # feature by the header slots (which hold the column-minimum block)
-        itype = np.int32 if m < 2**30 else np.int64
-        restart = np.empty(d, dtype=itype)
-        restart[0] = 0
-        restart[1:] = m
-        step = np.ones(e_count, dtype=itype)
-        step[hdr] = zeros - restart
-        nl = np.cumsum(step, dtype=itype).take(idx)
-        del step
-        if msl > 1:
-            keep = (nl >= msl) & (nl <= m - msl)
-            idx, nl = idx[keep], nl[keep]
-        if not len(idx):
+        top = best.max()
+        if top == -np.inf:
             return
-        ycls = key & key.dtype.type((1 << yb) - 1)
-        left = []  # left counts of classes 1..k-1 at each candidate entry
-        for c in range(1, k):
-            ind = ycls.astype(itype, copy=False) if k == 2 else (ycls == c).astype(itype)
-            expl = np.add.reduceat(ind, hdr)
-            restart[1:] = total[c]
-            ind[hdr] = total[c] - expl - restart
-            left.append(np.cumsum(ind, dtype=itype).take(idx))
-            del ind
-        del ycls
-        # float32 pre-selection: Q = sum_c cl_c^2 / n_L + cr_c^2 / n_R (max <=> best proxy)
-        nlf = nl.astype(np.float32)
-        nrf = np.float32(m) - nlf
-        q = np.zeros(len(idx), dtype=np.float32)
-        rest = nl.copy() if k != 2 else None
-        for c in range(1, k):
-            a = left[c - 1].astype(np.float32)
-            if rest is not None:
-                rest -= left[c - 1]
-            r = np.float32(total[c]) - a
-            a *= a
-            a /= nlf
-            r *= r
-            r /= nrf
-            q += a
-            q += r
-        if k != 2:
-            a = rest.astype(np.float32)
-            r = np.float32(total[0]) - a
-            q += a * a / nlf + r * r / nrf
-        qmax = float(q.max())
-        cand = np.flatnonzero(q >= qmax - _Q_RTOL * abs(qmax))
-        nl_c = nl[cand]
-        cl = [lc[cand] for lc in left]
-        cl0 = nl_c - (np.sum(cl, axis=0) if cl else 0)
-        counts_l = np.stack([cl0, *cl], axis=1)  # (n_cand, k)
-        counts_r = total[None, :] - counts_l
-        wl = nl_c.astype(np.float64)
-        wr = float(m) - wl
-        sql = np.zeros(len(cand))
-        sqr = np.zeros(len(cand))
-        for c in range(k):
-            cnt = counts_l[:, c].astype(np.float64)
-            sql = sql + cnt * cnt
-            cnt = counts_r[:, c].astype(np.float64)
-            sqr = sqr + cnt * cnt
-        imp_l = 1.0 - sql / (wl * wl)
-        imp_r = 1.0 - sqr / (wr * wr)
-        proxy = -wr * imp_r - wl * imp_l
-        best = np.flatnonzero(proxy == proxy.max())
-        col = np.searchsorted(hdr, idx[cand], side="right") - 1
-        feats = col[best]
-        if np.any(feats != feats[0]):
-            rank = self.shuffle.visit_rank(index)
-            best = best[np.lexsort((nl_c[best], rank[feats]))]
-        chosen = int(best[0])  # smallest n_L of the first-visited feature
-        e_star = int(idx[cand[chosen]])
-        n_left = int(nl_c[chosen])
-        rec.feature = int(col[chosen])
-        rec.entry = e_star
-        rec.n_left = n_left
-        rec.left_counts = counts_l[chosen].astype(np.int64)
-        rec.impurity_left = float(imp_l[chosen])
-        rec.impurity_right = float(imp_r[chosen])
-        wn, wn_l, wn_r = float(m), float(n_left), float(m - n_left)
+        feats = np.flatnonzero(best == top)  # the smallest n_L within each feature
+        f = int(feats[0])
+        if len(feats) > 1:  # exact ties between features: the first visited wins
+            f = int(feats[np.argmin(self.shuffle.visit_rank(index)[feats])])
+        rec.feature = f
+        rec.entry = int(entry[f])
+        rec.n_left = int(n_left[f])
+        rec.left_counts = left[f].copy()
+        rec.impurity_left = float(imp_l[f])
+        rec.impurity_right = float(imp_r[f])
+        wn, wn_l, wn_r = float(m), float(rec.n_left), float(m - rec.n_left)
         rec.improvement = (wn / self.n) * (
             rec.impurity - (wn_r / wn * rec.impurity_right) - (wn_l / wn * rec.impurity_left)
         )
@@ -320,31 +251,31 @@ class _Builder:
         self.values.append(rec.counts / float(m))
 
     def _threshold(self, rec: _Node) -> float:
-        _, sid, hdr = rec.arrays
+        ent, _, starts, _ = rec.arrays
         f, e = rec.feature, rec.entry
         rows = self.rows
-        if e == hdr[f]:
+        if e < 0:  # the column-minimum block goes left
             lo = float(self.presort.colmin[f])
+            e = int(starts[f]) - 1
         else:
-            s = int(sid[e])
+            s = int(ent[e]) & self.smask
             lo = self.presort.value(f, int(rows[s]) if rows is not None else s)
-        s = int(sid[e + 1])
+        s = int(ent[e + 1]) & self.smask
         hi = self.presort.value(f, int(rows[s]) if rows is not None else s)
         return lo / 2.0 + hi / 2.0
 
     def _children(self, rec: _Node) -> tuple[_Node, _Node]:
-        """Partition ``rec`` at its split; children keep each feature's sorted order."""
-        key, sid, hdr = rec.arrays
+        """Partition ``rec`` at its split, in place; children keep each feature's sorted order."""
+        ent, ones, starts, ends = rec.arrays
         f, e = rec.feature, rec.entry
-        n = self.n
-        goes_left = np.zeros(n + 1, dtype=bool)
-        goes_left[rec.samples] = True
-        end = hdr[f + 1] if f + 1 < self.d else len(sid)
-        goes_left[sid[hdr[f] + 1 : end]] = False
-        goes_left[sid[hdr[f] + 1 : e + 1]] = True
-        goes_left[n] = False
-        left_samples = rec.samples[goes_left[rec.samples]]
-        right_samples = rec.samples[~goes_left[rec.samples]]
+        goes_left = np.zeros(self.n, dtype=np.uint8)
+        goes_left[rec.samples] = 1
+        goes_left[ent[starts[f] : ends[f]] & self.smask] = 0
+        if e >= 0:
+            goes_left[ent[starts[f] : e + 1] & self.smask] = 1
+        mask = goes_left[rec.samples].view(bool)
+        left_samples = rec.samples[mask]
+        right_samples = rec.samples[~mask]
         left_counts = rec.left_counts
         children = []
         for samples, counts, imp in (
@@ -360,22 +291,33 @@ class _Builder:
             )
             children.append((child, searchable))
         if children[0][1] or children[1][1]:
-            side = np.where(goes_left, np.uint8(1), np.uint8(2))
-            side[n] = 3  # header slots go to both children
-            code = side.take(sid)
-            for is_left, (child, searchable) in zip((True, False), children, strict=True):
+            m = len(rec.samples)
+            n_left = partition_node(ent, ones, starts, ends, goes_left, m, self.sbits, self.binary)
+            middle = starts + n_left
+            regions = ((starts, middle), (middle, ends))
+            for (lo, hi), (child, searchable) in zip(regions, children, strict=True):
                 if searchable:
-                    mask = code & np.uint8(1) if is_left else code >> np.uint8(1)
-                    pick = np.flatnonzero(mask.view(bool))  # 0/1 bytes: a valid bool view
-                    child.arrays = (key.take(pick), sid.take(pick), np.searchsorted(pick, hdr))
+                    child.arrays = (ent, ones, lo, hi)
         out = [child for child, _ in children]
         rec.arrays = None
         return out[0], out[1]
 
     def build(self) -> TreeArrays:
-        sid, glg, hdr = self.presort.subset(self.rows)
-        yext = np.append(self.y, 0)
-        key = (glg.astype(self.key_dtype) << self.ybits) | yext.take(sid).astype(self.key_dtype)
+        presort = self.presort
+        local = np.arange(presort.n_rows, dtype=np.int32)  # presort row -> this tree's row
+        if self.rows is not None:
+            local[:] = -1
+            local[self.rows] = np.arange(self.n, dtype=np.int32)
+        ent, ones, starts, ends = root_entries(
+            presort.sid,
+            presort.glg,
+            presort.hdr,
+            local,
+            self.y,
+            self.ybits,
+            self.sbits,
+            self.binary,
+        )
         counts = np.bincount(self.y, minlength=self.k).astype(np.int64)
         root = _Node(
             node_id=-1,
@@ -383,7 +325,7 @@ class _Builder:
             impurity=_gini(counts, float(self.n)),
             samples=np.arange(self.n, dtype=np.int64),
             counts=counts,
-            arrays=(key, sid, hdr),
+            arrays=(ent, ones, starts, ends),
         )
         max_split_nodes = self.max_leaf_nodes - 1
         self._add_node(root, TREE_UNDEFINED, True)

@@ -6,41 +6,46 @@ Only simulated when features tie exactly (see :mod:`.tree_builder`).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+from numba import njit
 
 RAND_R_MAX = 0x7FFFFFFF
 
 
-def _xorshift(s: np.ndarray) -> np.ndarray:
-    """One step of scikit-learn's ``our_rand_r`` state update (uint32, vectorised)."""
-    s = s ^ (s << np.uint32(13))
-    s = s ^ (s >> np.uint32(17))
-    return s ^ (s << np.uint32(5))
+@njit(nogil=True, cache=True)
+def shuffle_visits(state, features, constant, rank):  # pragma: no cover - compiled
+    """One split search's Fisher-Yates over ``features`` (in place); returns the new state.
 
-
-_POWERS: dict[int, np.ndarray] = {}
-_POWERS_LOCK = threading.Lock()
-
-
-def _powers(d: int) -> np.ndarray:
-    """``P[k, b]`` = state after ``k + 1`` steps from state ``1 << b`` (xorshift is GF(2)-linear)."""
-    with _POWERS_LOCK:
-        if d not in _POWERS:
-            out = np.empty((d, 32), dtype=np.uint32)
-            s = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
-            for k in range(d):
-                s = _xorshift(s)
-                out[k] = s
-            _POWERS[d] = out
-        return _POWERS[d]
-
-
-def _advance(powers: np.ndarray, state: int, k: int) -> np.ndarray:
-    """States after 1..k steps from ``state`` (``state != 0``)."""
-    bits = [b for b in range(32) if (state >> b) & 1]
-    return np.bitwise_xor.reduce(powers[:k, bits], axis=1)
+    ``state``: ``np.uint64`` holding the 32-bit ``rand_r`` state. ``rank[f]`` becomes the
+    visit position of non-constant feature ``f`` (``d`` otherwise).
+    scikit-learn's ``our_rand_r`` xorshift, ``rand_int(lo, hi) = lo + r % (hi - lo)``, ``d``
+    draws per search.
+    """
+    d = features.shape[0]
+    mask = np.uint64(0xFFFFFFFF)
+    lo = 0
+    hi = d
+    visited = 0
+    for f in range(d):
+        rank[f] = d
+    for i in range(d):
+        state ^= (state << np.uint64(13)) & mask
+        state ^= state >> np.uint64(17)
+        state ^= (state << np.uint64(5)) & mask
+        r = (state & np.uint64(RAND_R_MAX)) % np.uint64(d - i)
+        j = lo + np.int64(r)
+        f = features[j]
+        if constant[f]:
+            features[j] = features[lo]
+            features[lo] = f
+            lo += 1
+        else:
+            hi -= 1
+            features[j] = features[hi]
+            features[hi] = f
+            rank[f] = visited
+            visited += 1
+    return state
 
 
 class FeatureShuffle:
@@ -51,8 +56,8 @@ class FeatureShuffle:
         self.state0 = rand_r_state or 1  # our_rand_r replaces a zero seed by 1
         self.pending: list[np.ndarray] = []  # constant-feature flags per searched node
         self.done = 0
-        self.state = self.state0
-        self.features = list(range(d))
+        self.state = np.uint64(self.state0)
+        self.features = np.arange(d, dtype=np.int64)
         self.ranks: dict[int, np.ndarray] = {}
 
     def searched(self, constant: np.ndarray) -> int:
@@ -62,33 +67,9 @@ class FeatureShuffle:
 
     def visit_rank(self, index: int) -> np.ndarray:
         """``rank[f]``: when search ``index`` visited non-constant feature ``f``."""
-        if index in self.ranks:
-            return self.ranks[index]
-        powers = _powers(self.d)
-        d = self.d
-        span = np.arange(d, 0, -1, dtype=np.int64)
         while self.done <= index:
-            states = _advance(powers, self.state, d)
-            draws = ((states & np.uint32(RAND_R_MAX)).astype(np.int64) % span).tolist()
-            constant = self.pending[self.done].tolist()
-            feats = self.features
-            lo, hi = 0, d
-            order: list[int] = []
-            for r in draws:
-                j = lo + r
-                f = feats[j]
-                if constant[f]:
-                    feats[j] = feats[lo]
-                    feats[lo] = f
-                    lo += 1
-                else:
-                    hi -= 1
-                    feats[j] = feats[hi]
-                    feats[hi] = f
-                    order.append(f)
-            rank = np.full(d, d, dtype=np.int64)
-            rank[order] = np.arange(len(order))
+            rank = np.empty(self.d, dtype=np.int64)
+            self.state = shuffle_visits(self.state, self.features, self.pending[self.done], rank)
             self.ranks[self.done] = rank
-            self.state = int(states[-1])
             self.done += 1
         return self.ranks[index]
