@@ -86,8 +86,9 @@ def kernel_in_place(
 ) -> np.ndarray:
     """libsvm's linear / poly / rbf / sigmoid kernel from linear inner products, overwriting ``gram``.
 
-    Row chunk by row chunk (temporaries of one chunk), with the same operations
-    in the same order as :func:`kernel_from_gram`, so the values are identical.
+    Row chunk by row chunk (one chunk-sized scratch; rbf and cubic write in place), with
+    the same operations in the same order as :func:`kernel_from_gram`, so the values are
+    identical (``1.0 * x`` is exact: the cubic needs no array of ones).
     """
     if kind == "linear":
         return gram
@@ -95,13 +96,28 @@ def kernel_in_place(
         raise ValueError(f"unknown kernel {kind!r}")
     if kind == "rbf" and (sq_a is None or sq_b is None):
         raise ValueError("rbf kernel needs squared norms")
+    scratch = np.empty((min(rows_per_chunk, gram.shape[0]), gram.shape[1]))
     for start in range(0, gram.shape[0], rows_per_chunk):
         stop = start + rows_per_chunk
         chunk = gram[start:stop]
-        sq = sq_a[start:stop] if sq_a is not None else None
-        chunk[...] = kernel_from_gram(
-            kind, chunk, gamma=gamma, degree=degree, coef0=coef0, sq_a=sq, sq_b=sq_b
-        )
+        spare = scratch[: len(chunk)]
+        if kind == "rbf":  # exp(-gamma * max(|a|^2 + |b|^2 - 2 a.b, 0))
+            np.multiply(chunk, 2.0, out=chunk)
+            np.add(sq_a[start:stop, None], sq_b[None, :], out=spare)
+            np.subtract(spare, chunk, out=chunk)
+            np.maximum(chunk, 0.0, out=chunk)
+            np.multiply(chunk, -gamma, out=chunk)
+            np.exp(chunk, out=chunk)
+        elif kind == "poly" and degree == 3:  # base * (base * base), as libsvm's powi
+            np.multiply(chunk, gamma, out=chunk)
+            np.add(chunk, coef0, out=chunk)
+            np.multiply(chunk, chunk, out=spare)
+            np.multiply(chunk, spare, out=chunk)
+        else:
+            sq = sq_a[start:stop] if sq_a is not None else None
+            chunk[...] = kernel_from_gram(
+                kind, chunk, gamma=gamma, degree=degree, coef0=coef0, sq_a=sq, sq_b=sq_b
+            )
     return gram
 
 
@@ -239,17 +255,32 @@ class Block:
 def fold_x_var(fold: FoldView) -> float:
     """``X_train.var()`` in float64, as SVC's ``gamma='scale'`` computes it.
 
-    Computed for every fold at once, one fold at a time, by the first fit that
-    needs it (each takes a temporary float64 copy of the fold's rows, so they
-    never coincide with the kernel blocks of later fits).
+    Computed for every fold at once by the first fit that needs it, into one reused
+    buffer (:func:`rows_var`), so its copy never coincides with the kernel blocks of
+    later fits.
     """
     ctx = fold.context
 
     def every_fold() -> list[float]:
         x = shared_x64(ctx)
-        return [float(x[train].var()) for train, _ in ctx.folds]
+        buf = np.empty((largest_fold(ctx)[0], x.shape[1]))
+        return [rows_var(x, train, buf) for train, _ in ctx.folds]
 
     return ctx.shared("x-var", every_fold)[fold.index]
+
+
+def rows_var(x: np.ndarray, rows: np.ndarray, buf: np.ndarray) -> float:
+    """``x[rows].var()`` bit for bit (numpy's ``_var``: sum, divide, subtract, square,
+    sum, divide), computed in ``buf`` (at least ``len(rows)`` rows) instead of new arrays."""
+    part = buf[: len(rows)]
+    np.take(x, rows, axis=0, out=part)
+    count = part.size
+    mean = np.add.reduce(part, axis=None, keepdims=True)
+    np.true_divide(mean, count, out=mean)
+    np.subtract(part, mean, out=part)
+    np.square(part, out=part)
+    total = np.add.reduce(part, axis=None)
+    return float(total.dtype.type(total / count))
 
 
 def sub_block(g: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

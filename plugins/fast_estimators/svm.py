@@ -58,6 +58,19 @@ def large_fold_note(kernel: str, n_train: int | None = None) -> str:
     )
 
 
+def binary_predictions(svc: SVC, decision: np.ndarray, k_test: np.ndarray) -> np.ndarray:
+    """``svc.predict(k_test)`` read off the decision values when there are two classes.
+
+    libsvm votes for the first class when its value ``sum - rho`` is ``> 0``, else for the
+    second; scikit-learn's binary decision function is ``-(sum - rho)`` from the same
+    ``svm_predict_values``. So the second class wins exactly when ``not decision < 0``
+    (NaN included). More classes: libsvm's one-vs-one vote.
+    """
+    if len(svc.classes_) != 2 or decision.ndim != 1:
+        return svc.predict(k_test)
+    return svc.classes_[(~(decision < 0)).astype(np.intp)]
+
+
 class KernelSVC(ClassifierMixin, BaseEstimator):
     """``SVC`` with its kernel computed by BLAS (``kernel="precomputed"`` inside).
 
@@ -225,8 +238,9 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         k_test = self._kernel(b.k_test, b.sq_test, b.sq_train, gamma)
         svc = self._svc().fit(k_train, y_train)
         del k_train, b
+        decision = svc.decision_function(k_test)
         return FoldOutput(
-            pred=svc.predict(k_test),
+            pred=binary_predictions(svc, decision, k_test),
             classes=svc.classes_,
-            decision=svc.decision_function(k_test),
+            decision=decision,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
@@ -14,9 +14,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from bench.fold_fastpath import CVContext, FoldOutput, FoldView
-from plugins.fast_estimators.presort import Presort
-from plugins.fast_estimators.tree_builder import build_tree
-from plugins.fast_estimators.tree_shuffle import RAND_R_MAX
+
+if TYPE_CHECKING:
+    from plugins.fast_estimators.presort import Presort
+
+# The builder's modules are compiled with numba: imported on the first fast fit, so
+# that loading the plugins (and every run without a tree) does not import numba.
 
 
 def presort_bytes(n: int, d: int) -> int:
@@ -28,6 +31,8 @@ def shared_presort(context: CVContext) -> Presort | None:
     """One presort of the run's features (None when they are not all finite)."""
 
     def make() -> Presort | None:
+        from plugins.fast_estimators.presort import Presort
+
         try:
             presort = Presort(np.asarray(context.X, dtype=np.float32))
         except ValueError:  # non-finite features: scikit-learn's own handling
@@ -86,6 +91,8 @@ class ExactTree(DecisionTreeClassifier):
                 )
                 y_arr = np.atleast_1d(y_arr)
                 if (y_arr.ndim == 1 or y_arr.shape[1] == 1) and np.isfinite(X32).all():
+                    from plugins.fast_estimators.presort import Presort
+
                     self._fit_fast(Presort(X32), None, y_arr.reshape(-1))
                     return self
         if check_input and not hasattr(X, "tocsc"):
@@ -94,6 +101,9 @@ class ExactTree(DecisionTreeClassifier):
 
     def _fit_fast(self, presort: Presort, rows: np.ndarray | None, y: np.ndarray) -> None:
         """Fit on ``presort.X[rows]`` (all rows when None) with :func:`.tree_builder.build_tree`."""
+        from plugins.fast_estimators.tree_builder import build_tree
+        from plugins.fast_estimators.tree_shuffle import RAND_R_MAX
+
         check_classification_targets(y)
         classes, y_enc = np.unique(y, return_inverse=True)
         n, d = len(y), presort.n_features
