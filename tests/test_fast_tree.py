@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
+import plugins.fast_estimators.tree as tree_module
 from bench.crossval import cross_validate
 from bench.registry import get_registry
 from benchmarks.test_bench_model1 import fc7_like, grouped_folds
 from plugins.fast_estimators.presort import Presort
 from plugins.fast_estimators.tree_builder import build_tree
 from plugins.sklearn_classifiers import ExactTree
+
+
+@pytest.fixture(autouse=True)
+def always_the_fast_path(monkeypatch):
+    """Test data is small: grow every tree with the fast builder, not scikit-learn's."""
+    monkeypatch.setattr(tree_module, "FAST_MIN_ENTRIES", 0)
+
 
 FIELDS = (
     "children_left",
@@ -112,6 +120,27 @@ def test_long_features_prune_runs_of_positions(k):
     ):
         new, ref = fit_both(X, y, **params)
         assert_same_tree(new, ref, X)
+
+
+def test_small_data_is_grown_by_scikit_learn(monkeypatch):
+    """Under FAST_MIN_ENTRIES feature values the compiled builder is not even loaded."""
+    monkeypatch.setattr(tree_module, "FAST_MIN_ENTRIES", 10**6)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fast builder ran on small data")
+
+    monkeypatch.setattr(tree_module.ExactTree, "_fit_fast", refuse)
+    X, y = make_data("relu", n=200, d=15, k=2, seed=5)
+    new, ref = fit_both(X, y, max_leaf_nodes=21, random_state=0)
+    assert_same_tree(new, ref, X)
+    X, y, groups = fc7_like(n=300, d=64, seed=2)
+    folds = grouped_folds(groups, k=3)
+    result = cross_validate(X, y, folds, {"dt": {}}, positive_index=1, n_jobs=2)
+    plain = get_registry().build_classifier("dt").reference()
+    for fp, (train, test) in zip(result["dt"], folds, strict=True):
+        ref = plain.fit(X[train], y[train])
+        np.testing.assert_array_equal(fp.y_pred, ref.predict(X[test]))
+        np.testing.assert_array_equal(fp.score, ref.predict_proba(X[test])[:, 1])
 
 
 def test_labels_are_any_classes():
