@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 import plugins.fast_estimators.tree as tree_module
 from bench.crossval import cross_validate
+from bench.errors import UserError
 from bench.registry import get_registry
 from benchmarks.test_bench_model1 import fc7_like, grouped_folds
 from plugins.fast_estimators.presort import Presort
@@ -141,6 +144,55 @@ def test_small_data_is_grown_by_scikit_learn(monkeypatch):
         ref = plain.fit(X[train], y[train])
         np.testing.assert_array_equal(fp.y_pred, ref.predict(X[test]))
         np.testing.assert_array_equal(fp.score, ref.predict_proba(X[test])[:, 1])
+
+
+def test_repeated_training_rows_under_cross_validation_weigh_twice():
+    X, y, groups = fc7_like(n=300, d=20, seed=4)
+    rng = np.random.default_rng(0)
+    test = np.arange(250, 300)
+    train = rng.choice(250, 250, replace=True)  # repeated rows, unsorted
+    result = cross_validate(X, y, [(train, test)], {"dt": {}}, positive_index=1, n_jobs=1)
+    ref = get_registry().build_classifier("dt").reference().fit(X[train], y[train])
+    np.testing.assert_array_equal(result["dt"][0].y_pred, ref.predict(X[test]))
+    np.testing.assert_array_equal(result["dt"][0].score, ref.predict_proba(X[test])[:, 1])
+
+
+def test_data_too_large_for_the_packed_entries_is_fitted_by_scikit_learn(monkeypatch):
+    import plugins.fast_estimators.tree_builder as builder
+
+    monkeypatch.setattr(builder, "LAYOUT_BITS", 12)  # as if there were 2^20 rows
+    X, y = make_data("normal", n=300, d=8, k=3, seed=1)
+    state = np.random.RandomState(5)
+    new = ExactTree(max_leaf_nodes=21, random_state=np.random.RandomState(5)).fit(X, y)
+    ref = DecisionTreeClassifier(max_leaf_nodes=21, random_state=state).fit(X, y)
+    assert_same_tree(new, ref, X)  # the seed was not drawn twice
+    Xf, yf, groups = fc7_like(n=300, d=64, seed=3)
+    folds = grouped_folds(groups, k=3)
+    result = cross_validate(Xf, yf, folds, {"dt": {}}, positive_index=1, n_jobs=2)
+    plain = get_registry().build_classifier("dt").reference()
+    for fp, (train, test) in zip(result["dt"], folds, strict=True):
+        np.testing.assert_array_equal(fp.y_pred, plain.fit(Xf[train], yf[train]).predict(Xf[test]))
+
+
+def test_an_empty_training_fold_is_a_one_line_error():
+    X, y, _ = fc7_like(n=120, d=16, seed=0)
+    folds = [(np.array([], dtype=np.int64), np.arange(120))]
+    with pytest.raises(UserError, match="fold 0"):
+        cross_validate(X, y, folds, {"dt": {}}, positive_index=1, n_jobs=1)
+
+
+def test_a_dataframe_keeps_its_feature_names(monkeypatch):
+    pandas = pytest.importorskip("pandas")
+    X, y = make_data("relu", n=150, d=6, k=2, seed=3)
+    frame = pandas.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    for minimum in (0, 10**9):  # the fast builder, then scikit-learn's splitter
+        monkeypatch.setattr(tree_module, "FAST_MIN_ENTRIES", minimum)
+        new = ExactTree(max_leaf_nodes=21, random_state=0).fit(frame, y)
+        ref = DecisionTreeClassifier(max_leaf_nodes=21, random_state=0).fit(frame, y)
+        np.testing.assert_array_equal(new.feature_names_in_, ref.feature_names_in_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(new.predict(frame), ref.predict(frame))
 
 
 def test_labels_are_any_classes():

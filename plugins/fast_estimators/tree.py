@@ -99,20 +99,23 @@ class ExactTree(DecisionTreeClassifier):
                 if big and (y_arr.ndim == 1 or y_arr.shape[1] == 1) and np.isfinite(X32).all():
                     from plugins.fast_estimators.presort import Presort
 
-                    self._fit_fast(Presort(X32), None, y_arr.reshape(-1))
-                    return self
-        if check_input and not hasattr(X, "tocsc"):
-            X = np.asfortranarray(X, dtype=np.float32)
+                    if self._fit_fast(Presort(X32), None, y_arr.reshape(-1)):
+                        return self
+        if check_input and not hasattr(X, "tocsc") and not hasattr(X, "columns"):
+            X = np.asfortranarray(X, dtype=np.float32)  # (a DataFrame keeps its column names)
         return super().fit(X, y, sample_weight=sample_weight, check_input=check_input)
 
-    def _fit_fast(self, presort: Presort, rows: np.ndarray | None, y: np.ndarray) -> None:
-        """Fit on ``presort.X[rows]`` (all rows when None) with :func:`.tree_builder.build_tree`."""
-        from plugins.fast_estimators.tree_builder import build_tree
+    def _fit_fast(self, presort: Presort, rows: np.ndarray | None, y: np.ndarray) -> bool:
+        """Fit on ``presort.X[rows]`` (all rows when None, each row at most once) with
+        :func:`.tree_builder.build_tree`; False when the data is too large for it."""
+        from plugins.fast_estimators.tree_builder import build_tree, layout_fits
         from plugins.fast_estimators.tree_shuffle import RAND_R_MAX
 
         check_classification_targets(y)
         classes, y_enc = np.unique(y, return_inverse=True)
         n, d = len(y), presort.n_features
+        if not layout_fits(presort, n, len(classes)):
+            return False  # before the seed is drawn: scikit-learn draws it then
         msl = self.min_samples_leaf
         if not isinstance(msl, numbers.Integral):
             msl = math.ceil(msl * n)
@@ -151,6 +154,7 @@ class ExactTree(DecisionTreeClassifier):
         self.n_classes_ = len(classes)
         self.max_features_ = d
         self.tree_ = tree
+        return True
 
     # -- the fold fast path (bench.fold_fastpath.FoldFastPath) ---------------------------
 
@@ -171,10 +175,11 @@ class ExactTree(DecisionTreeClassifier):
         ctx = fold.context
         if not self.fast_path_supported() or ctx.n_samples * ctx.n_features < FAST_MIN_ENTRIES:
             return None
+        if len(fold.train) == 0 or len(np.unique(fold.train)) != len(fold.train):
+            return None  # scikit-learn's error, or a repeated row's weight (entries hold rows once)
         presort = shared_presort(ctx)
-        if presort is None:
+        if presort is None or not self._fit_fast(presort, fold.train, np.asarray(y_train)):
             return None
-        self._fit_fast(presort, fold.train, np.asarray(y_train))
         x_test = fold.x_test()
         return FoldOutput(
             pred=self.predict(x_test), classes=self.classes_, proba=self.predict_proba(x_test)

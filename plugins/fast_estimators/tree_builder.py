@@ -54,8 +54,19 @@ from plugins.fast_estimators.tree_kernels import (
 from plugins.fast_estimators.tree_shuffle import FeatureShuffle
 
 EPSILON = float(np.finfo(np.float64).eps)
+LAYOUT_BITS = 63  # an entry packs (LG, G, class, sample) into one int64
 TREE_LEAF = -1
 TREE_UNDEFINED = -2
+
+
+class LayoutTooWide(ValueError):
+    """The data is too large for the packed entries (from ~2^19-2^20 rows): use scikit-learn."""
+
+
+def layout_fits(presort: Presort, n_rows: int, n_classes: int) -> bool:
+    """Whether an entry of ``n_rows`` samples and ``n_classes`` classes fits ``LAYOUT_BITS``."""
+    ybits = max(1, int(n_classes - 1).bit_length())
+    return 2 * presort.gbits + ybits + max(1, int(n_rows).bit_length()) <= LAYOUT_BITS
 
 
 # -- the builder -------------------------------------------------------------------
@@ -174,8 +185,11 @@ class _Builder:
         self.shuffle = FeatureShuffle(self.d, rand_r_state)
         self.ybits = max(1, int(n_classes - 1).bit_length())
         self.sbits = max(1, int(self.n).bit_length())
-        if 2 * presort.gbits + self.ybits + self.sbits > 63:  # pragma: no cover - > 2^20 rows
-            raise ValueError("too many distinct feature values for the packed layout")
+        if not layout_fits(presort, self.n, n_classes):
+            raise LayoutTooWide(
+                f"{self.n} rows with up to 2^{presort.gbits} distinct values per feature and "
+                f"{n_classes} classes do not fit a {LAYOUT_BITS}-bit entry"
+            )
         self.smask = (1 << self.sbits) - 1
         self.binary = n_classes == 2
         self.nodes: list[dict] = []
