@@ -121,8 +121,14 @@ def _run_inverse(x64, y, means, scale, counts):
     return inv, rcond * anorm / 10
 
 
-def _fold(x64, y, train, k, fac: Callable[[int, int], float], priors_of) -> _Fold | None:
-    """A fold's class means, deviations and scalings, from its training rows only."""
+def _fold(
+    x64, y, train, k, fac: Callable[[int, int], float], priors_of, buf: np.ndarray
+) -> _Fold | None:
+    """A fold's class means, deviations and scalings, from its training rows only.
+
+    ``buf`` (at least ``len(train)`` rows of ``x64``'s width) receives the training rows:
+    one buffer for every fold instead of fresh arrays (the same values, so the same bits).
+    """
     if len(np.unique(train)) != len(train):
         return None  # a repeated row weighs twice in X[train]; the batched operator sees it once
     y_train = y[train]
@@ -131,12 +137,13 @@ def _fold(x64, y, train, k, fac: Callable[[int, int], float], priors_of) -> _Fol
         return None
     onehot = np.zeros((len(train), k))
     onehot[np.arange(len(train)), y_train] = 1.0
-    means = (onehot.T @ x64[train]) / counts[:, None]
+    rows_x = np.take(x64, train, axis=0, out=buf[: len(train)])
+    means = (onehot.T @ rows_x) / counts[:, None]
     ss = np.zeros(x64.shape[1])
     raw = np.zeros(x64.shape[1])
     for start in range(0, len(train), _ROWS):
         rows = train[start : start + _ROWS]
-        part = x64[rows]
+        part = rows_x[start : start + _ROWS]
         raw += np.einsum("ij,ij->j", part, part)
         part -= means[y[rows]]
         ss += np.einsum("ij,ij->j", part, part)
@@ -289,7 +296,9 @@ def n_side_folds(
     preconditioner, i.e. how fast its solve converges, not what it converges to.
     """
     out: list[FoldDiscriminant | None] = [None] * len(trains)
-    setup = [_fold(x64, y, train, k, fac, priors_of) for train in trains]
+    buf = np.empty((max((len(t) for t in trains), default=0), x64.shape[1]))
+    setup = [_fold(x64, y, train, k, fac, priors_of, buf) for train in trains]
+    del buf
     usable = [(f, fold) for f, fold in enumerate(setup) if fold is not None]
     if not usable:
         return out
