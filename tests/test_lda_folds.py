@@ -9,6 +9,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from bench.crossval import cross_validate
 from bench.fold_fastpath import CVContext, FoldView
 from bench.memory_budget import MemoryBudget
+from benchmarks.test_bench_model1 import grouped_folds
 from plugins.fast_estimators import lda_folds
 from plugins.fast_estimators.lda import SmallSideLDA
 
@@ -21,12 +22,7 @@ def _wide(n=240, d=400, k=2, seed=0, n_folds=5):
     centres = rng.normal(size=(k, d))
     X = np.maximum(rng.normal(size=(n, d)) + 0.5 * centres[y] - 0.3, 0).astype(np.float32)
     X[:, 7] = 0.0  # a column that is zero everywhere
-    parts = np.array_split(rng.permutation(n // 4), n_folds)
-    folds = []
-    for part in parts:
-        test = np.flatnonzero(np.isin(groups, part))
-        folds.append((np.setdiff1d(np.arange(n), test), test))
-    return X, y, folds
+    return X, y, grouped_folds(groups, k=n_folds, seed=seed)
 
 
 def _assert_sklearn(res, X, y, folds, **params):

@@ -96,17 +96,5 @@ class Presort:
         self.sid = sid
         self.glg = ((lim << self.gbits) | group).astype(dtype)
 
-    def subset(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(sid, glg, hdr)`` restricted to ``rows`` (sid renumbered 0..len(rows)-1)."""
-        if rows is None:
-            return self.sid, self.glg, self.hdr
-        rows = np.asarray(rows, dtype=np.int64)
-        local = np.full(self.n_rows + 1, -1, dtype=np.int32)  # n < 2^31 (sid is int32)
-        local[rows] = np.arange(len(rows), dtype=np.int32)
-        local[self.n_rows] = len(rows)
-        mapped = local.take(self.sid)
-        keep = np.flatnonzero(mapped >= 0)
-        return mapped.take(keep), self.glg.take(keep), np.searchsorted(keep, self.hdr)
-
     def value(self, feature: int, row: int) -> float:
         return float(self.X[row, feature])

@@ -53,6 +53,42 @@ def _box_bound(l0, l1, h0, h1, t0, t1, wm):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
+def _outputs(d, k):  # pragma: no cover - compiled
+    """A scan's per-feature results: constant flag, best proxy, its position, ``n_left``,
+    left class counts, the children's impurities."""
+    return (
+        np.zeros(d, dtype=np.bool_),
+        np.full(d, -np.inf),
+        np.full(d, -1, dtype=np.int64),
+        np.zeros(d, dtype=np.int64),
+        np.zeros((d, k), dtype=np.int64),
+        np.zeros(d),
+        np.zeros(d),
+    )
+
+
+@njit(nogil=True, cache=True)
+def _is_constant(ent, start, end, m, gshift, gmask, lshift):  # pragma: no cover - compiled
+    """Whether the feature's last value is within the threshold of its first (no split)."""
+    if end == start:
+        return True
+    g_first = 0 if m - (end - start) > 0 else (ent[start] >> gshift) & gmask
+    return not (g_first < (ent[end - 1] >> lshift))
+
+
+@njit(nogil=True, cache=True)
+def _keep(out, f, proxy, pos, start, nl, left, il, ir):  # pragma: no cover - compiled
+    """Record position ``pos`` (before ``start``: the column-minimum block) as ``f``'s best."""
+    out[1][f] = proxy
+    out[2][f] = pos if pos >= start else -1
+    out[3][f] = nl
+    for c in range(left.shape[0]):
+        out[4][f, c] = left[c]
+    out[5][f] = il
+    out[6][f] = ir
+
+
+@njit(nogil=True, cache=True)
 def scan_binary(ent, ones, starts, ends, m, total, msl, ybits, gbits, sbits):  # pragma: no cover
     """Best split of every feature of a two-class node (``BestSplitter``'s inner loop).
 
@@ -71,13 +107,9 @@ def scan_binary(ent, ones, starts, ends, m, total, msl, ybits, gbits, sbits):  #
     gmask = (1 << gbits) - 1
     lshift = ybits + gbits + sbits
     gshift = ybits + sbits
-    constant = np.zeros(d, dtype=np.bool_)
-    best = np.full(d, -np.inf)
-    best_entry = np.full(d, -1, dtype=np.int64)
-    best_nl = np.zeros(d, dtype=np.int64)
-    best_left = np.zeros((d, 2), dtype=np.int64)
-    imp_left = np.zeros(d)
-    imp_right = np.zeros(d)
+    out = _outputs(d, 2)
+    constant, best = out[0], out[1]
+    pair = np.zeros(2, dtype=np.int64)
     wm = float(m)
     t0 = float(total[0])
     t1 = float(total[1])
@@ -90,11 +122,7 @@ def scan_binary(ent, ones, starts, ends, m, total, msl, ybits, gbits, sbits):  #
         start = starts[f]
         end = ends[f]
         zeros = m - (end - start)
-        if end == start:
-            constant[f] = True
-            continue
-        g_first = 0 if zeros > 0 else (ent[start] >> gshift) & gmask
-        if not (g_first < (ent[end - 1] >> lshift)):
+        if _is_constant(ent, start, end, m, gshift, gmask, lshift):
             constant[f] = True
             continue
         base1 = total[1] - ones[end - 1]  # class 1 at the column minimum
@@ -140,19 +168,15 @@ def scan_binary(ent, ones, starts, ends, m, total, msl, ybits, gbits, sbits):  #
                                 continue
                             proxy, il, ir = _exact_proxy(sql, sqr, wl, wm - wl)
                             if proxy > best[f]:
-                                best[f] = proxy
-                                best_entry[f] = p if p >= start else -1
-                                best_nl[f] = nl
-                                best_left[f, 0] = nl - n1
-                                best_left[f, 1] = n1
-                                imp_left[f] = il
-                                imp_right[f] = ir
+                                pair[0] = nl - n1
+                                pair[1] = n1
+                                _keep(out, f, proxy, p, start, nl, pair, il, ir)
                                 if proxy > top:
                                     top = proxy
                                     cut = top + wm - slack
                     q0 = q1 + 1
             c0 = c1 + 1
-    return constant, best, best_entry, best_nl, best_left, imp_left, imp_right
+    return out
 
 
 @njit(nogil=True, cache=True)
@@ -168,13 +192,8 @@ def scan_classes(ent, starts, ends, m, total, msl, ybits, gbits, sbits):  # prag
     gmask = (1 << gbits) - 1
     lshift = ybits + gbits + sbits
     gshift = ybits + sbits
-    constant = np.zeros(d, dtype=np.bool_)
-    best = np.full(d, -np.inf)
-    best_entry = np.full(d, -1, dtype=np.int64)
-    best_nl = np.zeros(d, dtype=np.int64)
-    best_left = np.zeros((d, k), dtype=np.int64)
-    imp_left = np.zeros(d)
-    imp_right = np.zeros(d)
+    out = _outputs(d, k)
+    constant, best = out[0], out[1]
     wm = float(m)
     cut = -np.inf
     top = -np.inf
@@ -185,11 +204,7 @@ def scan_classes(ent, starts, ends, m, total, msl, ybits, gbits, sbits):  # prag
         start = starts[f]
         end = ends[f]
         zeros = m - (end - start)
-        if end == start:
-            constant[f] = True
-            continue
-        g_first = 0 if zeros > 0 else (ent[start] >> gshift) & gmask
-        if not (g_first < (ent[end - 1] >> lshift)):
+        if _is_constant(ent, start, end, m, gshift, gmask, lshift):
             constant[f] = True
             continue
         for c in range(k):
@@ -243,13 +258,7 @@ def scan_classes(ent, starts, ends, m, total, msl, ybits, gbits, sbits):  # prag
                         continue
                     proxy, il, ir = _exact_proxy(sql, sqr, wl, wm - wl)
                     if proxy > best[f]:
-                        best[f] = proxy
-                        best_entry[f] = e if e >= start else -1
-                        best_nl[f] = nl
-                        for c in range(k):
-                            best_left[f, c] = left[c]
-                        imp_left[f] = il
-                        imp_right[f] = ir
+                        _keep(out, f, proxy, e, start, nl, left, il, ir)
                         if proxy > top:
                             top = proxy
                             cut = top + wm - slack
@@ -257,7 +266,7 @@ def scan_classes(ent, starts, ends, m, total, msl, ybits, gbits, sbits):  # prag
             if e0 < end - 1:  # the next run starts with its first entry counted
                 left[(ent[e0] >> sbits) & ymask] += 1
                 nl += 1
-    return constant, best, best_entry, best_nl, best_left, imp_left, imp_right
+    return out
 
 
 @njit(nogil=True, cache=True)
