@@ -273,7 +273,7 @@ def rows_var(x: np.ndarray, rows: np.ndarray, buf: np.ndarray) -> float:
     """``x[rows].var()`` bit for bit (numpy's ``_var``: sum, divide, subtract, square,
     sum, divide), computed in ``buf`` (at least ``len(rows)`` rows) instead of new arrays."""
     part = buf[: len(rows)]
-    np.take(x, rows, axis=0, out=part)
+    np.take(x, rows, axis=0, out=part, mode="clip")  # unbuffered
     count = part.size
     mean = np.add.reduce(part, axis=None, keepdims=True)
     np.true_divide(mean, count, out=mean)
@@ -287,7 +287,7 @@ def sub_block(g: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``g[np.ix_(rows, cols)]``, copied a row at a time: the same values, 1.2-1.7x faster."""
     out = np.empty((len(rows), len(cols)), dtype=g.dtype)
     for i, row in enumerate(rows):
-        np.take(g[row], cols, out=out[i])
+        np.take(g[row], cols, out=out[i], mode="clip")
     return out
 
 

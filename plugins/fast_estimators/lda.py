@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bench.fold_fastpath import CVContext, FoldOutput, FoldView
 from plugins.fast_estimators.gram import F64, shared_x64
 from plugins.fast_estimators.lda_folds import FoldDiscriminant, n_side_bytes, n_side_folds
+from plugins.fast_estimators.lda_scatter_folds import class_summary, d_side_bytes, d_side_folds
 from plugins.fast_estimators.lda_solvers import between_rank_full, solve_d_side, solve_n_side
 from plugins.fast_estimators.products import NumpyProducts, products_for
 
@@ -29,26 +30,7 @@ def _lda_fac_is_1_over_n() -> bool:
 
 
 _LDA_FAC_IS_1_OVER_N = _lda_fac_is_1_over_n()
-MIN_BATCHED_FOLDS = 3  # n-side folds solved together from this many (break-even ~2)
-_ROWS = 2048  # rows per chunk when scanning X
-
-
-def class_ranges(
-    X: np.ndarray, rows: np.ndarray, y_rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class column minima and maxima of ``X[rows]`` (k x d each), in chunks of rows."""
-    d = X.shape[1]
-    lo = np.full((k, d), np.inf)
-    hi = np.full((k, d), -np.inf)
-    for start in range(0, len(rows), _ROWS):
-        part, labels = rows[start : start + _ROWS], y_rows[start : start + _ROWS]
-        block = X[part]
-        for c in range(k):
-            sel = block[labels == c]
-            if len(sel):
-                np.minimum(lo[c], sel.min(axis=0), out=lo[c])
-                np.maximum(hi[c], sel.max(axis=0), out=hi[c])
-    return lo, hi
+MIN_BATCHED_FOLDS = 3  # n- or d-side folds solved together from this many (break-even ~2)
 
 
 def _run_classes(ctx: CVContext) -> int:
@@ -186,7 +168,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         indicator = np.zeros((X.shape[0], k))
         indicator[rows, yi] = 1.0
         means = (indicator.T @ X) / counts[:, None]
-        lo, hi = class_ranges(X, rows, yi, k)
+        lo, hi, _ = class_summary(X, rows, yi, k)
         varies = np.any(hi > lo, axis=0)
         if np.any(~varies & np.any(lo != 0, axis=0)):
             return False  # constant non-zero columns: sklearn's std there is rounding noise
@@ -215,7 +197,12 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         (once), else the fold's own n x n Gram and X copies."""
         d = context.n_features
         if n_train >= d:
-            return (4 * d * d + n_test * d + 2 * context.n_samples * 4) * F64
+            own = (4 * d * d + n_test * d + 2 * context.n_samples * 4) * F64
+            if context.y is None or context.has_shared(self._d_side_key()):
+                return own
+            picked = self._d_side_folds(context, _run_classes(context))
+            width = len(picked) * _run_classes(context)
+            return max(own, d_side_bytes(context.n_samples, d, width)) if picked else own
         own = (2 * n_train * n_train + 3 * n_train * d) * F64
         if context.y is None:
             return own
@@ -234,6 +221,49 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
     def _n_side_key(self) -> tuple:
         priors = None if self.priors is None else tuple(np.ravel(self.priors).tolist())
         return ("lda-n-side", float(self.tol), priors)
+
+    def _d_side_key(self) -> tuple:
+        return ("lda-d-side",) + self._n_side_key()[1:]
+
+    @staticmethod
+    def _d_side_folds(ctx: CVContext, k: int) -> list[int]:
+        """The folds to solve together on the d side (at least :data:`MIN_BATCHED_FOLDS`)."""
+        picked = [i for i, (tr, _) in enumerate(ctx.folds) if len(tr) - k >= ctx.n_features]
+        return picked if len(picked) >= MIN_BATCHED_FOLDS else []
+
+    def _d_side_solutions(self, ctx: CVContext) -> dict[int, FoldDiscriminant | None]:
+        """Every d-side fold's discriminant, solved together once per run
+        (:mod:`.lda_scatter_folds`); empty when :meth:`_d_side_folds` picks none."""
+
+        def solve() -> dict[int, FoldDiscriminant | None]:
+            y = np.asarray(ctx.y, dtype=np.int64)
+            k = _run_classes(ctx)
+            picked = self._d_side_folds(ctx, k)
+            if not picked:
+                return {}
+            solved = d_side_folds(
+                shared_x64(ctx),
+                y,
+                [ctx.folds[i][0] for i in picked],
+                k,
+                scatter=self._total_scatter(ctx),
+                tol=self.tol,
+                fac=self._fac,
+                priors_of=self._priors,
+            )
+            return dict(zip(picked, solved, strict=True))
+
+        return ctx.shared(self._d_side_key(), solve)
+
+    @staticmethod
+    def _total_scatter(ctx: CVContext) -> np.ndarray:
+        """``X^T X`` of all the run's rows (float64, d x d), once per run."""
+
+        def total() -> np.ndarray:
+            ctx.budget.take(ctx.n_features**2 * F64)
+            return products_for(ctx).scatter(shared_x64(ctx))
+
+        return ctx.shared("lda-scatter", total)
 
     @staticmethod
     def _n_side_folds(ctx: CVContext, k: int) -> list[int]:
@@ -285,7 +315,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
 
     def shared_keys(self, context: CVContext) -> tuple:
         """The run-wide work its folds wait on (:class:`bench.fold_fastpath.SharedWork`)."""
-        return (self._n_side_key(), "lda-scatter")
+        return (self._n_side_key(), self._d_side_key(), "lda-scatter")
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
         """n side: all folds solved together; d side: the run's scatter minus the test rows'.
@@ -308,14 +338,15 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
                 return None
             self.method_ = "small-side-folds"
             return self._predict_fold(fold)
+        if ctx.y is not None and _run_classes(ctx) == k:
+            sol = self._d_side_solutions(ctx).get(fold.index)
+            if sol is not None and self._finish(sol.means, sol.priors, sol.centred, sol.w, sol.std):
+                self.method_ = "scatter-folds"
+                return self._predict_fold(fold)
+        if len(np.unique(fold.train)) != len(fold.train):
+            return None  # a repeated row weighs twice in X[train]; the exact operator sees it once
         x = shared_x64(ctx)
-        products = products_for(ctx)
-
-        def total() -> np.ndarray:
-            ctx.budget.take(ctx.n_features**2 * F64)
-            return products.scatter(x)
-
-        scatter = ctx.shared("lda-scatter", total) - products.scatter(x[fold.test])
+        scatter = self._total_scatter(ctx) - products_for(ctx).scatter(x[fold.test])
         if not self._fit_scatter(x, fold.train, yi, k, scatter):
             return None
         self.method_ = "scatter"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg as sla
@@ -77,7 +78,7 @@ class _Fold:
     schur: tuple[np.ndarray, bool] | None = None
 
 
-def _run_statistics(x64: np.ndarray, y: np.ndarray, k: int):
+def class_statistics(x64: np.ndarray, y: np.ndarray, k: int):
     """Class counts, means and per-column within-class sums of squares of all rows."""
     counts = np.bincount(y, minlength=k).astype(float)
     onehot = np.zeros((len(y), k))
@@ -137,7 +138,7 @@ def _fold(
         return None
     onehot = np.zeros((len(train), k))
     onehot[np.arange(len(train)), y_train] = 1.0
-    rows_x = np.take(x64, train, axis=0, out=buf[: len(train)])
+    rows_x = np.take(x64, train, axis=0, out=buf[: len(train)], mode="clip")  # unbuffered
     means = (onehot.T @ rows_x) / counts[:, None]
     ss = np.zeros(x64.shape[1])
     raw = np.zeros(x64.shape[1])
@@ -224,7 +225,7 @@ class _Batch:
         return ar
 
 
-def _ritz_min(alphas: list[np.ndarray], betas: list[np.ndarray]) -> np.ndarray:
+def ritz_min(alphas: list[np.ndarray], betas: list[np.ndarray]) -> np.ndarray:
     """Smallest Ritz value of each column's Lanczos matrix, from its own CG coefficients.
 
     ``alphas[i][j]`` is NaN once column ``j`` has converged (its later steps do not count).
@@ -244,7 +245,15 @@ def _ritz_min(alphas: list[np.ndarray], betas: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _pcg(batch: _Batch, b: np.ndarray):
+class BatchedOperator(Protocol):
+    """Each column's own SPD operator and preconditioner, applied to a block of columns."""
+
+    def apply(self, v: np.ndarray) -> np.ndarray: ...
+
+    def precondition(self, r: np.ndarray) -> np.ndarray: ...
+
+
+def batched_pcg(batch: BatchedOperator, b: np.ndarray):
     """Flexible preconditioned CG on every column: ``(x, true relative residual, Ritz min)``."""
     x = np.zeros_like(b)
     r = b.copy()
@@ -274,7 +283,7 @@ def _pcg(batch: _Batch, b: np.ndarray):
         p = z + p * beta
         rz = rz_new
     true = np.linalg.norm(batch.apply(x) - b, axis=0) / bnorm
-    return x, true, _ritz_min(alphas, betas)
+    return x, true, ritz_min(alphas, betas)
 
 
 def n_side_folds(
@@ -302,7 +311,7 @@ def n_side_folds(
     usable = [(f, fold) for f, fold in enumerate(setup) if fold is not None]
     if not usable:
         return out
-    counts0, means0, ss0 = _run_statistics(x64, y, k)
+    counts0, means0, ss0 = class_statistics(x64, y, k)
     std0 = np.sqrt(ss0 / len(y))
     std0[std0 == 0] = 1.0
     inverse = _run_inverse(x64, y, means0, math.sqrt(fac(len(y), k)) / std0, counts0)
@@ -323,8 +332,8 @@ def n_side_folds(
     for fold in folds:
         rhs[:, fold.cols] -= ((fold.means * fold.scale) @ fold.centred.T)[y]
     rhs *= batch.mask
-    z, res1, ritz1 = _pcg(batch, rhs)
-    u, res2, ritz2 = _pcg(batch, z)
+    z, res1, ritz1 = batched_pcg(batch, rhs)
+    u, res2, ritz2 = batched_pcg(batch, z)
     w = batch.xw_t(u)
     for f, fold in usable:
         c = fold.cols

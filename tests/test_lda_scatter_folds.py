@@ -1,0 +1,143 @@
+"""The d-side LDA solved for every fold at once (plugins/fast_estimators/lda_scatter_folds.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+from bench.crossval import cross_validate
+from bench.fold_fastpath import CVContext, FoldView
+from bench.memory_budget import MemoryBudget
+from benchmarks.test_bench_model1 import grouped_folds
+from plugins.fast_estimators import lda_scatter_folds
+from plugins.fast_estimators.lda import SmallSideLDA
+
+
+def _tall(n=600, d=40, k=2, seed=0, n_folds=5):
+    """More samples than features: ReLU features with a class shift, grouped folds."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n // 3), 3)
+    y = np.repeat(rng.integers(0, k, n // 3), 3)
+    centres = rng.normal(size=(k, d))
+    X = np.maximum(rng.normal(size=(n, d)) + 0.6 * centres[y] - 0.2, 0).astype(np.float32)
+    X[:, 5] = 0.0  # zero everywhere
+    return X, y, grouped_folds(groups, k=n_folds, seed=seed)
+
+
+def _methods(X, y, folds, **params):
+    """``(method_, estimator, output)`` of each fold as cross_validate would fit it."""
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    out = []
+    for i, (train, test) in enumerate(folds):
+        est = SmallSideLDA(**params)
+        res = est.fit_predict_fold(FoldView(ctx, i, train, test), y[train])
+        if res is None:
+            est = SmallSideLDA(**params).fit(X[train], y[train])
+        out.append((est.method_, est, res))
+    return out
+
+
+def _assert_sklearn(X, y, folds, methods, **params):
+    for (train, test), (_, est, _) in zip(folds, methods, strict=True):
+        ref = LinearDiscriminantAnalysis(**params).fit(X[train].astype(np.float64), y[train])
+        x_test = X[test].astype(np.float64)
+        assert np.array_equal(est.predict(x_test), ref.predict(x_test))
+        np.testing.assert_allclose(est.predict_proba(x_test), ref.predict_proba(x_test), atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_every_fold_equals_scikit_learn_and_the_per_fold_solve(k):
+    X, y, folds = _tall(k=k, seed=k)
+    methods = _methods(X, y, folds)
+    assert [m for m, _, _ in methods] == ["scatter-folds"] * len(folds)
+    _assert_sklearn(X, y, folds, methods)
+    for (train, _), (_, est, _) in zip(folds, methods, strict=True):
+        alone = SmallSideLDA().fit(X[train], y[train])  # the fold's own downdated scatter
+        assert alone.method_ == "scatter"
+        np.testing.assert_allclose(est.coef_, alone.coef_, rtol=1e-9, atol=1e-12)
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1 if k == 2 else None)
+    for fold, (_, est, _) in zip(res["lda"], methods, strict=True):
+        assert np.array_equal(fold.y_pred, est.predict(X[folds[fold.fold][1]]))
+
+
+def test_user_priors_are_the_folds_priors():
+    X, y, folds = _tall(k=3, seed=4)
+    methods = _methods(X, y, folds, priors=[0.5, 0.3, 0.2])
+    assert {m for m, _, _ in methods} == {"scatter-folds"}
+    _assert_sklearn(X, y, folds, methods, priors=[0.5, 0.3, 0.2])
+
+
+def test_a_feature_that_is_zero_on_a_folds_training_rows_stays_batched():
+    """Non-zero only on fold 0's test rows: zero in that fold's Xw, varying in the run."""
+    X, y, folds = _tall(seed=6)
+    X[:, 9] = 0.0
+    X[folds[0][1][:7], 9] = 1.5
+    methods = _methods(X, y, folds)
+    assert [m for m, _, _ in methods] == ["scatter-folds"] * len(folds)
+    _assert_sklearn(X, y, folds, methods)
+
+
+def test_a_constant_non_zero_feature_goes_to_scikit_learn():
+    """Constant within every class on a fold's training rows (not zero): sklearn's std is noise."""
+    X, y, folds = _tall(seed=7)
+    X[:, 11] = 0.7
+    X[folds[2][1][:4], 11] = 3.0  # varies in the run, constant on fold 2's training rows
+    methods = _methods(X, y, folds)
+    assert methods[2][0] == "sklearn"
+    assert methods[0][0] == "scatter-folds"
+    _assert_sklearn(X, y, folds, methods)
+
+
+def test_repeated_training_rows_are_solved_on_their_own():
+    X, y, folds = _tall(seed=8)
+    train, test = folds[1]
+    folds[1] = (np.concatenate([train, train[:5]]), test)
+    methods = _methods(X, y, folds)
+    assert methods[1][2] is None  # neither the batched solve nor the downdated scatter
+    assert methods[0][0] == "scatter-folds"
+    _assert_sklearn(X, y, folds, methods)
+
+
+def test_rows_in_neither_part_of_a_fold():
+    """A fold that leaves rows out of both parts: the downdate is only the preconditioner."""
+    X, y, folds = _tall(seed=13)
+    train, test = folds[0]
+    folds[0] = (train[20:], test)
+    methods = _methods(X, y, folds)
+    assert methods[0][0] == "scatter-folds"  # the batched solve works on X[train] itself
+    assert _methods(X, y, folds[:1])[0][0] == "scatter"  # alone: refined to X[train]'s own
+    _assert_sklearn(X, y, folds, methods)
+    _assert_sklearn(X, y, folds[:1], _methods(X, y, folds[:1]))
+
+
+def test_a_hold_out_is_solved_on_its_own():
+    X, y, folds = _tall(seed=9)
+    for few in (folds[:1], folds[:2]):
+        assert all(m == "scatter" for m, _, _ in _methods(X, y, few))
+
+
+def test_a_rank_deficient_run_falls_back_to_scikit_learn():
+    """Two identical features: no positive-definite scatter, every fold is sklearn's own fit."""
+    X, y, folds = _tall(seed=10)
+    X[:, 12] = X[:, 13]
+    methods = _methods(X, y, folds)
+    assert all(m == "sklearn" for m, _, _ in methods)
+    _assert_sklearn(X, y, folds, methods)
+
+
+def test_many_distinct_fold_memberships_are_solved_on_their_own(monkeypatch):
+    X, y, folds = _tall(seed=11)
+    monkeypatch.setattr(lda_scatter_folds, "_MAX_BLOCKS", len(folds) - 1)
+    assert all(m == "scatter" for m, _, _ in _methods(X, y, folds))
+
+
+def test_fold_memory_counts_the_shared_solve_until_it_is_done():
+    X, y, folds = _tall(n=900, d=60, seed=12)
+    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
+    est = SmallSideLDA()
+    first = est.fold_memory(ctx, len(folds[0][0]), len(folds[0][1]))
+    assert first >= lda_scatter_folds.d_side_bytes(len(y), X.shape[1], 2 * len(folds))
+    est.fit_predict_fold(FoldView(ctx, 0, *folds[0]), y[folds[0][0]])
+    assert est.method_ == "scatter-folds"
+    assert est.fold_memory(ctx, len(folds[1][0]), len(folds[1][1])) < first
