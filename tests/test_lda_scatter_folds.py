@@ -10,7 +10,7 @@ from bench.crossval import cross_validate
 from bench.fold_fastpath import CVContext, FoldView
 from bench.memory_budget import MemoryBudget
 from benchmarks.test_bench_model1 import grouped_folds
-from plugins.fast_estimators import lda_scatter_folds
+from plugins.fast_estimators import fold_blocks, lda_scatter_folds
 from plugins.fast_estimators.lda import SmallSideLDA
 
 
@@ -126,10 +126,13 @@ def test_a_rank_deficient_run_falls_back_to_scikit_learn():
     _assert_sklearn(X, y, folds, methods)
 
 
-def test_many_distinct_fold_memberships_are_solved_on_their_own(monkeypatch):
+def test_many_distinct_fold_memberships_take_a_pass_per_fold(monkeypatch):
+    """Statistics by a pass per fold instead of per block: the same folds, the same answers."""
     X, y, folds = _tall(seed=11)
-    monkeypatch.setattr(lda_scatter_folds, "_MAX_BLOCKS", len(folds) - 1)
-    assert all(m == "scatter" for m, _, _ in _methods(X, y, folds))
+    monkeypatch.setattr(fold_blocks, "membership_blocks", lambda *a: None)
+    methods = _methods(X, y, folds)
+    assert all(m == "scatter-folds" for m, _, _ in methods)
+    _assert_sklearn(X, y, folds, methods)
 
 
 def test_fold_memory_counts_the_shared_solve_until_it_is_done():
@@ -137,7 +140,7 @@ def test_fold_memory_counts_the_shared_solve_until_it_is_done():
     ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
     est = SmallSideLDA()
     first = est.fold_memory(ctx, len(folds[0][0]), len(folds[0][1]))
-    assert first >= lda_scatter_folds.d_side_bytes(len(y), X.shape[1], 2 * len(folds))
+    assert first >= lda_scatter_folds.d_side_bytes(len(y), X.shape[1], len(folds))
     est.fit_predict_fold(FoldView(ctx, 0, *folds[0]), y[folds[0][0]])
     assert est.method_ == "scatter-folds"
     assert est.fold_memory(ctx, len(folds[1][0]), len(folds[1][1])) < first

@@ -13,9 +13,10 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bench.fold_fastpath import CVContext, FoldOutput, FoldView
+from plugins.fast_estimators.fold_blocks import rows_stats
 from plugins.fast_estimators.gram import F64, shared_x64
 from plugins.fast_estimators.lda_folds import FoldDiscriminant, n_side_bytes, n_side_folds
-from plugins.fast_estimators.lda_scatter_folds import class_summary, d_side_bytes, d_side_folds
+from plugins.fast_estimators.lda_scatter_folds import d_side_bytes, d_side_folds
 from plugins.fast_estimators.lda_solvers import between_rank_full, solve_d_side, solve_n_side
 from plugins.fast_estimators.products import NumpyProducts, products_for
 
@@ -168,7 +169,8 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         indicator = np.zeros((X.shape[0], k))
         indicator[rows, yi] = 1.0
         means = (indicator.T @ X) / counts[:, None]
-        lo, hi, _ = class_summary(X, rows, yi, k)
+        stats = rows_stats(X, rows, yi, k)
+        lo, hi = stats.lo, stats.hi
         varies = np.any(hi > lo, axis=0)
         if np.any(~varies & np.any(lo != 0, axis=0)):
             return False  # constant non-zero columns: sklearn's std there is rounding noise
@@ -198,10 +200,14 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         d = context.n_features
         if n_train >= d:
             own = (4 * d * d + n_test * d + 2 * context.n_samples * 4) * F64
-            if context.y is None or context.has_shared(self._d_side_key()):
+            if context.y is None:
                 return own
+            if context.has_shared(self._d_side_key()):
+                solved = self._d_side_solutions(context)
+                done = solved and all(v is not None for v in solved.values())
+                return n_test * d * F64 if done else own
             picked = self._d_side_folds(context, _run_classes(context))
-            width = len(picked) * _run_classes(context)
+            width = len(picked) * (_run_classes(context) - 1)
             return max(own, d_side_bytes(context.n_samples, d, width)) if picked else own
         own = (2 * n_train * n_train + 3 * n_train * d) * F64
         if context.y is None:

@@ -33,6 +33,7 @@ from typing import Protocol
 import numpy as np
 import scipy.linalg as sla
 
+from plugins.fast_estimators.fold_blocks import ClassStats, fold_stats
 from plugins.fast_estimators.lda_solvers import cholesky_f32, well_conditioned
 
 _ROWS = 512  # rows per chunk when centring X
@@ -41,6 +42,26 @@ _RTOL = 1e-15  # relative residual at which a column is converged
 _ACCEPT = 1e-12  # largest true relative residual accepted at the end
 _MIN_RCOND = 1e-6  # the run's Gram: below this reciprocal condition, no shared solve
 _FLAT_SS = 1e-8  # within-class sum of squares below this x the raw one (x^2): not trusted
+
+
+def free_classes(priors: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(free, j)``: the classes to solve for, and the one (largest prior) that follows.
+
+    ``sum_c p_c D^-1 (m_c - xbar) = 0`` (``xbar = sum_c p_c m_c``), so the k
+    right-hand sides of a fold span k - 1 dimensions and so do its k columns of
+    ``w``: only k - 1 are solved, the last is :func:`complete_w`'s combination.
+    """
+    j = int(np.argmax(priors))
+    return np.delete(np.arange(len(priors)), j), j
+
+
+def complete_w(w_free: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """All k columns of ``w`` from the k - 1 solved ones (:func:`free_classes`)."""
+    free, j = free_classes(priors)
+    w = np.empty((w_free.shape[0], len(priors)))
+    w[:, free] = w_free
+    w[:, j] = -(w_free @ priors[free]) / priors[j]
+    return w
 
 
 def n_side_bytes(n: int, d: int, width: int, schur: int = 0) -> int:
@@ -78,19 +99,6 @@ class _Fold:
     schur: tuple[np.ndarray, bool] | None = None
 
 
-def class_statistics(x64: np.ndarray, y: np.ndarray, k: int):
-    """Class counts, means and per-column within-class sums of squares of all rows."""
-    counts = np.bincount(y, minlength=k).astype(float)
-    onehot = np.zeros((len(y), k))
-    onehot[np.arange(len(y)), y] = 1.0
-    means = (onehot.T @ x64) / counts[:, None]
-    ss = np.zeros(x64.shape[1])
-    for start in range(0, len(y), _ROWS):
-        part = x64[start : start + _ROWS] - means[y[start : start + _ROWS]]
-        ss += np.einsum("ij,ij->j", part, part)
-    return counts, means, ss
-
-
 def _run_inverse(x64, y, means, scale, counts):
     """``(A, lambda_min estimate)``: float32 ``(G_0 + alpha Y Y^T)^-1``, or None if not SPD."""
     n, d = x64.shape
@@ -122,35 +130,18 @@ def _run_inverse(x64, y, means, scale, counts):
     return inv, rcond * anorm / 10
 
 
-def _fold(
-    x64, y, train, k, fac: Callable[[int, int], float], priors_of, buf: np.ndarray
-) -> _Fold | None:
-    """A fold's class means, deviations and scalings, from its training rows only.
-
-    ``buf`` (at least ``len(train)`` rows of ``x64``'s width) receives the training rows:
-    one buffer for every fold instead of fresh arrays (the same values, so the same bits).
-    """
+def _fold(train, stats: ClassStats, k, fac: Callable[[int, int], float], priors_of) -> _Fold | None:
+    """A fold's class means, deviations and scalings, from its training rows' statistics."""
     if len(np.unique(train)) != len(train):
         return None  # a repeated row weighs twice in X[train]; the batched operator sees it once
-    y_train = y[train]
-    counts = np.bincount(y_train, minlength=k).astype(float)
+    counts = stats.counts.copy()
     if np.any(counts == 0):
         return None
-    onehot = np.zeros((len(train), k))
-    onehot[np.arange(len(train)), y_train] = 1.0
-    rows_x = np.take(x64, train, axis=0, out=buf[: len(train)], mode="clip")  # unbuffered
-    means = (onehot.T @ rows_x) / counts[:, None]
-    ss = np.zeros(x64.shape[1])
-    raw = np.zeros(x64.shape[1])
-    for start in range(0, len(train), _ROWS):
-        rows = train[start : start + _ROWS]
-        part = rows_x[start : start + _ROWS]
-        raw += np.einsum("ij,ij->j", part, part)
-        part -= means[y[rows]]
-        ss += np.einsum("ij,ij->j", part, part)
+    ss, raw = stats.ss.sum(axis=0), stats.raw.sum(axis=0)
     if np.any((raw > 0) & (ss <= _FLAT_SS * raw)):
         return None  # constant within classes but not zero: scikit-learn's std may be noise
     n_train = len(train)
+    means = stats.means
     std = np.sqrt(ss / n_train)
     std[std == 0] = 1.0
     scale = math.sqrt(fac(n_train, k)) / std
@@ -161,7 +152,7 @@ def _fold(
 
 
 class _Batch:
-    """The folds' operators ``G_f`` and preconditioners, on one n x (F k) block of columns.
+    """The folds' operators ``G_f`` and preconditioners, on one n x (F (k - 1)) block of columns.
 
     Column block ``f`` holds fold ``f``'s vectors over all n rows, zero on its test rows.
     """
@@ -169,7 +160,7 @@ class _Batch:
     def __init__(self, x64, y, inverse, folds: list[_Fold], k: int) -> None:
         self.x, self.y, self.inv, self.folds, self.k = x64, y, inverse, folds, k
         n, d = x64.shape
-        width = len(folds) * k
+        width = max(fold.cols.stop for fold in folds)
         self.mask = np.zeros((n, width))
         self.scale2 = np.zeros((d, width))
         for fold in folds:
@@ -305,14 +296,13 @@ def n_side_folds(
     preconditioner, i.e. how fast its solve converges, not what it converges to.
     """
     out: list[FoldDiscriminant | None] = [None] * len(trains)
-    buf = np.empty((max((len(t) for t in trains), default=0), x64.shape[1]))
-    setup = [_fold(x64, y, train, k, fac, priors_of, buf) for train in trains]
-    del buf
+    per_fold, run = fold_stats(x64, y, trains, k)
+    setup = [_fold(tr, st, k, fac, priors_of) for tr, st in zip(trains, per_fold, strict=True)]
     usable = [(f, fold) for f, fold in enumerate(setup) if fold is not None]
     if not usable:
         return out
-    counts0, means0, ss0 = class_statistics(x64, y, k)
-    std0 = np.sqrt(ss0 / len(y))
+    counts0, means0 = run.counts, run.means
+    std0 = np.sqrt(run.ss.sum(axis=0) / len(y))
     std0[std0 == 0] = 1.0
     inverse = _run_inverse(x64, y, means0, math.sqrt(fac(len(y), k)) / std0, counts0)
     if inverse is None or not well_conditioned(inverse[1], tol):
@@ -320,17 +310,19 @@ def n_side_folds(
     inv, lam0 = inverse
     folds = [fold for _, fold in usable]
     for i, fold in enumerate(folds):
-        fold.cols = slice(i * k, (i + 1) * k)
+        fold.cols = slice(i * (k - 1), (i + 1) * (k - 1))
     try:
         batch = _Batch(x64, y, inv, folds, k)
     except np.linalg.LinAlgError:  # a Schur block not positive definite in float32
         return out
-    centred = np.zeros((x64.shape[1], len(folds) * k))
+    centred = np.zeros((x64.shape[1], len(folds) * (k - 1)))
     for fold in folds:
-        centred[:, fold.cols] = (fold.scale * fold.centred).T
+        free = free_classes(fold.priors)[0]
+        centred[:, fold.cols] = (fold.scale * fold.centred[free]).T
     rhs = (centred.T @ x64.T).T
     for fold in folds:
-        rhs[:, fold.cols] -= ((fold.means * fold.scale) @ fold.centred.T)[y]
+        free = free_classes(fold.priors)[0]
+        rhs[:, fold.cols] -= ((fold.means * fold.scale) @ fold.centred[free].T)[y]
     rhs *= batch.mask
     z, res1, ritz1 = batched_pcg(batch, rhs)
     u, res2, ritz2 = batched_pcg(batch, z)
@@ -342,6 +334,6 @@ def n_side_folds(
         # lambda_min(G_f) >= lambda_min(P_f G_f) lambda_min(G_0[T, T]) >= ritz * lam0
         if converged and ritz > 0.5 and well_conditioned(min(ritz, 1.0) * lam0, tol):
             out[f] = FoldDiscriminant(
-                fold.means, fold.priors, fold.centred, w[:, c].copy(), fold.std
+                fold.means, fold.priors, fold.centred, complete_w(w[:, c], fold.priors), fold.std
             )
     return out

@@ -21,8 +21,7 @@ Here:
   >= n_f / n_0 lambda_min(P_f A_f) lambda_min(C)`` (``P_f``: the
   preconditioner restricted to the fold's varying features).
 
-Class sums and ranges come from one pass over the rows, grouped into blocks of
-rows with the same fold membership (ten blocks for k-fold CV). A fold this
+Class means and ranges come from one pass over the rows (:mod:`.fold_blocks`). A fold this
 cannot vouch for (a feature constant within every class on its training rows
 but not zero, a repeated training row, no convergence) gets None and takes
 the per-fold path.
@@ -37,39 +36,23 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from plugins.fast_estimators.lda_folds import FoldDiscriminant, batched_pcg, class_statistics
+from plugins.fast_estimators.fold_blocks import ClassStats, fold_stats
+from plugins.fast_estimators.lda_folds import (
+    FoldDiscriminant,
+    batched_pcg,
+    complete_w,
+    free_classes,
+)
 from plugins.fast_estimators.lda_solvers import well_conditioned
 
-_ROWS = 2048  # rows per chunk when scanning X
-_MAX_BLOCKS = 64  # more distinct fold memberships than this: not batched
 _ACCEPT = 1e-12  # largest true relative residual accepted at the end
 _MIN_RCOND = 1e-12  # the run's scaled scatter: below this reciprocal condition, no shared solve
-
-
-def class_summary(
-    X: np.ndarray, rows: np.ndarray, y_rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class column minima, maxima and sums of ``X[rows]`` (k x d each), in chunks of rows."""
-    d = X.shape[1]
-    lo = np.full((k, d), np.inf)
-    hi = np.full((k, d), -np.inf)
-    sums = np.zeros((k, d))
-    for start in range(0, len(rows), _ROWS):
-        part, labels = rows[start : start + _ROWS], y_rows[start : start + _ROWS]
-        block = X[part]
-        for c in range(k):
-            sel = block[labels == c]
-            if len(sel):
-                np.minimum(lo[c], sel.min(axis=0), out=lo[c])
-                np.maximum(hi[c], sel.max(axis=0), out=hi[c])
-                sums[c] += sel.sum(axis=0)
-    return lo, hi, sums
 
 
 def d_side_bytes(n: int, d: int, width: int) -> int:
     """Peak bytes of :func:`d_side_folds` beyond ``x64`` and the run's raw scatter.
 
-    ``width`` = folds x classes.
+    ``width`` = folds x (classes - 1).
     """
     return d * d * 8 + (3 * n + 8 * d) * width * 8
 
@@ -93,7 +76,7 @@ class _ScatterBatch:
         self.x, self.y, self.d0, self.cols0, self.chol = x64, y, d0, cols0, chol
         self.folds, self.k = folds, k
         n, d = x64.shape
-        width = len(folds) * k
+        width = max(fold.cols.stop for fold in folds)
         self.rows = np.zeros((n, width))
         self.mask = np.zeros((d, width))
         for fold in folds:
@@ -127,18 +110,6 @@ class _ScatterBatch:
         out[self.cols0] = sol
         out *= self.mask
         return out
-
-
-def _blocks(n: int, trains: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(member, block)``: which folds train on each block of rows (blocks x F) and each
-    row's block; None when there are more than :data:`_MAX_BLOCKS` distinct memberships."""
-    member = np.zeros((n, len(trains)), dtype=bool)
-    for f, train in enumerate(trains):
-        member[train, f] = True
-    kinds, block = np.unique(member, axis=0, return_inverse=True)
-    if len(kinds) > _MAX_BLOCKS:
-        return None
-    return kinds, block.ravel()
 
 
 def _run_factor(scatter, counts0, means0, ss0, n, fac0, varies0):
@@ -186,56 +157,46 @@ def d_side_folds(
     """
     n, d = x64.shape
     out: list[FoldDiscriminant | None] = [None] * len(trains)
-    grouped = _blocks(n, trains)
-    if grouped is None:
-        return out
-    kinds, block = grouped
-    summaries = []
-    for b in range(len(kinds)):
-        rows = np.flatnonzero(block == b)
-        summaries.append((np.bincount(y[rows], minlength=k), *class_summary(x64, rows, y[rows], k)))
-    counts0, means0, ss0 = class_statistics(x64, y, k)
-    lo0 = np.min([s[1] for s in summaries], axis=0)
-    hi0 = np.max([s[2] for s in summaries], axis=0)
-    factor = _run_factor(scatter, counts0, means0, ss0, n, fac(n, k), np.any(hi0 > lo0, axis=0))
+    per_fold, run = fold_stats(x64, y, trains, k)
+    varies0 = np.any(run.hi > run.lo, axis=0)
+    factor = _run_factor(scatter, run.counts, run.means, run.ss.sum(axis=0), n, fac(n, k), varies0)
     if factor is None:
         return out
     d0, cols0, chol, lam0 = factor
     folds: list[tuple[int, _Fold]] = []
     for f, train in enumerate(trains):
-        fold = _fold(train, [s for b, s in enumerate(summaries) if kinds[b, f]], k)
+        fold = _fold(train, per_fold[f])
         if fold is not None and len(np.unique(train)) == len(train):
             fold.fac = fac(len(train), k)
             fold.priors = priors_of(fold.counts)
             fold.centred = (fold.means - fold.priors @ fold.means) / d0
             fold.centred[:, ~fold.varies] = 0.0
-            fold.cols = slice(len(folds) * k, (len(folds) + 1) * k)
+            fold.cols = slice(len(folds) * (k - 1), (len(folds) + 1) * (k - 1))
             folds.append((f, fold))
     if not folds:
         return out
     batch = _ScatterBatch(x64, y, d0, cols0, chol, [fold for _, fold in folds], k)
-    rhs = np.zeros((d, len(folds) * k))
+    rhs = np.zeros((d, len(folds) * (k - 1)))
     for _, fold in folds:
-        rhs[:, fold.cols] = fold.centred.T
+        rhs[:, fold.cols] = fold.centred[free_classes(fold.priors)[0]].T
     w, res, ritz = batched_pcg(batch, rhs)
     for f, fold in folds:
         c = fold.cols
         share = len(fold.train) / n
         bound = 0.5 * float(ritz[c].min()) * lam0 * share  # lambda_min under sklearn's scaling
         if float(res[c].max()) < _ACCEPT and well_conditioned(bound, tol):
-            out[f] = FoldDiscriminant(fold.means, fold.priors, fold.centred, w[:, c].copy(), d0)
+            w_fold = complete_w(w[:, c], fold.priors)
+            out[f] = FoldDiscriminant(fold.means, fold.priors, fold.centred, w_fold, d0)
     return out
 
 
-def _fold(train: np.ndarray, parts: list[tuple], k: int) -> _Fold | None:
-    """A fold's class counts, means and varying features from its blocks' summaries."""
-    counts = np.sum([p[0] for p in parts], axis=0).astype(float)
-    if len(train) != counts.sum() or np.any(counts == 0):
+def _fold(train: np.ndarray, stats: ClassStats) -> _Fold | None:
+    """A fold's class counts, means and varying features from its training rows' statistics."""
+    if np.any(stats.counts == 0):
         return None
-    lo = np.min([p[1] for p in parts], axis=0)
-    hi = np.max([p[2] for p in parts], axis=0)
-    varies = np.any(hi > lo, axis=0)
-    if np.any(~varies & np.any(lo != 0, axis=0)):
+    varies = np.any(stats.hi > stats.lo, axis=0)
+    if np.any(~varies & np.any(stats.lo != 0, axis=0)):
         return None  # constant non-zero columns: sklearn's std there is rounding noise
-    means = np.sum([p[3] for p in parts], axis=0) / counts[:, None]
-    return _Fold(train, counts, means, np.empty(0), np.empty(0), varies, math.nan, slice(0))
+    return _Fold(
+        train, stats.counts, stats.means, np.empty(0), np.empty(0), varies, math.nan, slice(0)
+    )
