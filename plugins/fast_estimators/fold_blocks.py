@@ -5,8 +5,9 @@ are unions of a few *blocks*: rows with the same membership (which folds they
 train in; ten blocks for ten folds). Each block's per-class counts, sums,
 ranges and sums of squares about its own means are computed once; a fold's
 statistics are combined from its blocks (Chan, Golub and LeVeque's pairwise
-update for the sums of squares, as stable as a second pass). One pass over
-``X`` replaces a pass per fold.
+update for the sums of squares, on values shifted by the first rows' means so
+that merged means are small beside the spread). One pass over ``X`` replaces a
+pass per fold.
 """
 
 from __future__ import annotations
@@ -52,8 +53,14 @@ class ClassStats:
         )
 
 
-def rows_stats(X: np.ndarray, rows: np.ndarray, y_rows: np.ndarray, k: int) -> ClassStats:
-    """:class:`ClassStats` of ``X[rows]`` (labels ``y_rows`` in 0..k-1), in chunks of rows."""
+def rows_stats(
+    X: np.ndarray, rows: np.ndarray, y_rows: np.ndarray, k: int, shift: np.ndarray | None = None
+) -> ClassStats:
+    """:class:`ClassStats` of ``X[rows]`` (labels ``y_rows`` in 0..k-1), in chunks of rows.
+
+    With ``shift``, ``means`` are those of ``X[rows] - shift`` (the other fields are not
+    shifted): merging means far from zero relative to the spread loses digits.
+    """
     total = ClassStats.empty(k, X.shape[1])
     for start in range(0, len(rows), _ROWS):
         block = X[rows[start : start + _ROWS]]
@@ -64,14 +71,21 @@ def rows_stats(X: np.ndarray, rows: np.ndarray, y_rows: np.ndarray, k: int) -> C
             if not len(sel):
                 continue
             part.counts[c] = len(sel)
-            part.means[c] = sel.mean(axis=0)
             part.raw[c] = np.einsum("ij,ij->j", sel, sel)
             part.lo[c] = sel.min(axis=0)
             part.hi[c] = sel.max(axis=0)
+            if shift is not None:
+                sel -= shift
+            part.means[c] = sel.mean(axis=0)
             sel -= part.means[c]
             part.ss[c] = np.einsum("ij,ij->j", sel, sel)
         total = total.merge(part)
     return total
+
+
+def _unshift(stats: ClassStats, shift: np.ndarray) -> ClassStats:
+    stats.means = stats.means + shift
+    return stats
 
 
 def membership_blocks(
@@ -95,21 +109,25 @@ def fold_stats(
     run's (all rows), from one pass over ``X`` (with more than ``max_blocks`` distinct
     memberships: a pass per fold)."""
     everything = np.arange(len(y))
+    shift = np.asarray(X[: min(len(y), _ROWS)].mean(axis=0), dtype=np.float64)  # ~ the means
     grouped = membership_blocks(len(y), trains, max_blocks)
     if grouped is None:
-        per_fold = [rows_stats(X, np.unique(tr), y[np.unique(tr)], k) for tr in trains]
-        return per_fold, rows_stats(X, everything, y, k)
+        per_fold = [
+            _unshift(rows_stats(X, np.unique(tr), y[np.unique(tr)], k, shift), shift)
+            for tr in trains
+        ]
+        return per_fold, _unshift(rows_stats(X, everything, y, k, shift), shift)
     kinds, block = grouped
     per_block = []
     run = ClassStats.empty(k, X.shape[1])
     for b in range(len(kinds)):
         rows = np.flatnonzero(block == b)
-        per_block.append(rows_stats(X, rows, y[rows], k))
+        per_block.append(rows_stats(X, rows, y[rows], k, shift))
         run = run.merge(per_block[-1])
     out = []
     for f in range(len(trains)):
         stats = ClassStats.empty(k, X.shape[1])
         for b in np.flatnonzero(kinds[:, f]):
             stats = stats.merge(per_block[b])
-        out.append(stats)
-    return out, run
+        out.append(_unshift(stats, shift))
+    return out, _unshift(run, shift)

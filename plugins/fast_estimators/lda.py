@@ -207,7 +207,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
                 done = solved and all(v is not None for v in solved.values())
                 return n_test * d * F64 if done else own
             picked = self._d_side_folds(context, _run_classes(context))
-            width = len(picked) * (_run_classes(context) - 1)
+            width = len(picked) * _run_classes(context)
             return max(own, d_side_bytes(context.n_samples, d, width)) if picked else own
         own = (2 * n_train * n_train + 3 * n_train * d) * F64
         if context.y is None:
@@ -352,7 +352,11 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         if len(np.unique(fold.train)) != len(fold.train):
             return None  # a repeated row weighs twice in X[train]; the exact operator sees it once
         x = shared_x64(ctx)
-        scatter = self._total_scatter(ctx) - products_for(ctx).scatter(x[fold.test])
+        outside = fold.test  # train and test are disjoint (checked); rows in neither count too
+        n_test = len(np.unique(fold.test))
+        if len(fold.train) + n_test != ctx.n_samples or n_test != len(fold.test):
+            outside = np.setdiff1d(np.arange(ctx.n_samples), fold.train)
+        scatter = self._total_scatter(ctx) - products_for(ctx).scatter(x[outside])
         if not self._fit_scatter(x, fold.train, yi, k, scatter):
             return None
         self.method_ = "scatter"

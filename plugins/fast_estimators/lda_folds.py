@@ -219,13 +219,15 @@ class _Batch:
 def ritz_min(alphas: list[np.ndarray], betas: list[np.ndarray]) -> np.ndarray:
     """Smallest Ritz value of each column's Lanczos matrix, from its own CG coefficients.
 
-    ``alphas[i][j]`` is NaN once column ``j`` has converged (its later steps do not count).
+    ``alphas[i][j]`` is NaN once column ``j`` has converged or broken down (its later
+    steps do not count).
     """
     a = np.array(alphas)
     b = np.array(betas) if betas else np.zeros((0, a.shape[1]))
     out = np.full(a.shape[1], np.inf)
     for j in range(a.shape[1]):
-        steps = int(np.sum(np.isfinite(a[:, j]) & (a[:, j] > 0)))
+        valid = np.isfinite(a[:, j]) & (a[:, j] > 0)
+        steps = int(np.argmin(valid)) if not valid.all() else len(valid)  # the leading steps
         if not steps:
             continue
         aj, bj = a[:steps, j], b[: steps - 1, j]
@@ -245,7 +247,10 @@ class BatchedOperator(Protocol):
 
 
 def batched_pcg(batch: BatchedOperator, b: np.ndarray):
-    """Flexible preconditioned CG on every column: ``(x, true relative residual, Ritz min)``."""
+    """Flexible preconditioned CG on every column: ``(x, true relative residual, Ritz min)``.
+
+    A column whose operator shows ``p^T A p <= 0`` stops there with residual ``inf``.
+    """
     x = np.zeros_like(b)
     r = b.copy()
     z = batch.precondition(r)
@@ -254,10 +259,14 @@ def batched_pcg(batch: BatchedOperator, b: np.ndarray):
     bnorm = np.linalg.norm(b, axis=0)
     bnorm[bnorm == 0] = 1.0
     active = np.ones(b.shape[1], dtype=bool)
+    broken = np.zeros(b.shape[1], dtype=bool)
     alphas, betas = [], []
     for _ in range(_MAX_ITER):
         ap = batch.apply(p)
         pap = np.einsum("ij,ij->j", p, ap)
+        # p^T A p <= 0 with a residual left: the operator is not positive definite there
+        broken |= active & ~(pap > 0) & (np.linalg.norm(r, axis=0) > _RTOL * bnorm)
+        active &= ~broken
         alpha = np.where(active & (pap > 0), rz / np.where(pap > 0, pap, 1.0), 0.0)
         alphas.append(np.where(active, alpha, np.nan))
         x += p * alpha
@@ -274,6 +283,7 @@ def batched_pcg(batch: BatchedOperator, b: np.ndarray):
         p = z + p * beta
         rz = rz_new
     true = np.linalg.norm(batch.apply(x) - b, axis=0) / bnorm
+    true[broken] = np.inf
     return x, true, ritz_min(alphas, betas)
 
 

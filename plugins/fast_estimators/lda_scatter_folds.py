@@ -52,7 +52,7 @@ _MIN_RCOND = 1e-12  # the run's scaled scatter: below this reciprocal condition,
 def d_side_bytes(n: int, d: int, width: int) -> int:
     """Peak bytes of :func:`d_side_folds` beyond ``x64`` and the run's raw scatter.
 
-    ``width`` = folds x (classes - 1).
+    ``width`` = folds x classes (k - 1 solves and a probe per fold).
     """
     return d * d * 8 + (3 * n + 8 * d) * width * 8
 
@@ -66,7 +66,7 @@ class _Fold:
     centred: np.ndarray  # k x d, D_0^-1 (m_c - xbar), zero outside the varying features
     varies: np.ndarray  # d bools: varies within some class on the training rows
     fac: float
-    cols: slice
+    cols: slice  # k columns: the k - 1 solved classes, then the probe
 
 
 class _ScatterBatch:
@@ -171,21 +171,26 @@ def d_side_folds(
             fold.priors = priors_of(fold.counts)
             fold.centred = (fold.means - fold.priors @ fold.means) / d0
             fold.centred[:, ~fold.varies] = 0.0
-            fold.cols = slice(len(folds) * (k - 1), (len(folds) + 1) * (k - 1))
+            fold.cols = slice(len(folds) * k, (len(folds) + 1) * k)
             folds.append((f, fold))
     if not folds:
         return out
     batch = _ScatterBatch(x64, y, d0, cols0, chol, [fold for _, fold in folds], k)
-    rhs = np.zeros((d, len(folds) * (k - 1)))
+    rhs = np.zeros((d, len(folds) * k))
+    rng = np.random.default_rng(0)
     for _, fold in folds:
-        rhs[:, fold.cols] = fold.centred[free_classes(fold.priors)[0]].T
+        start = fold.cols.start
+        rhs[:, start : start + k - 1] = fold.centred[free_classes(fold.priors)[0]].T
+        # the probe: a fold singular on its own training rows (the run's scatter is not)
+        # makes its system inconsistent, or its Krylov space shows the small eigenvalue
+        rhs[:, start + k - 1] = rng.standard_normal(d) * fold.varies
     w, res, ritz = batched_pcg(batch, rhs)
     for f, fold in folds:
         c = fold.cols
         share = len(fold.train) / n
         bound = 0.5 * float(ritz[c].min()) * lam0 * share  # lambda_min under sklearn's scaling
         if float(res[c].max()) < _ACCEPT and well_conditioned(bound, tol):
-            w_fold = complete_w(w[:, c], fold.priors)
+            w_fold = complete_w(w[:, c.start : c.stop - 1], fold.priors)
             out[f] = FoldDiscriminant(fold.means, fold.priors, fold.centred, w_fold, d0)
     return out
 
