@@ -205,3 +205,15 @@ def test_a_schur_block_that_fails_to_factorise_sends_every_fold_to_its_own_solve
     assert all(m is None for m, _ in _methods(X, y, folds))
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1)
     _assert_sklearn(res, X, y, folds)
+
+
+def test_a_feature_zero_on_a_folds_training_rows_only_stays_exactly_zero():
+    """Non-zero only on fold 0's test rows: that fold's statistics must give it a mean and a
+    spread of exactly 0 (sklearn's std 1), not rounding noise scaled up to a direction."""
+    X, y, folds = _wide(seed=21)
+    rng = np.random.default_rng(21)
+    for col in range(11, 31):  # a shifted zero column comes back as noise: several, to be sure
+        X[:, col] = 0.0
+        X[folds[0][1], col] = rng.uniform(0.1, 3.0, len(folds[0][1]))
+    res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1, n_jobs=1)
+    _assert_sklearn(res, X, y, folds)
