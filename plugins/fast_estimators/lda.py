@@ -240,26 +240,29 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
     def _d_side_solutions(self, ctx: CVContext) -> dict[int, FoldDiscriminant | None]:
         """Every d-side fold's discriminant, solved together once per run
         (:mod:`.lda_scatter_folds`); empty when :meth:`_d_side_folds` picks none."""
+        return self._batched(
+            ctx,
+            self._d_side_key(),
+            self._d_side_folds,
+            lambda *args, **kw: d_side_folds(*args, scatter=self._total_scatter(ctx), **kw),
+        )
+
+    def _batched(self, ctx: CVContext, key: tuple, pick, solver) -> dict:
+        """``{fold index: solution or None}`` of the folds ``pick(ctx, k)`` chooses, by
+        ``solver`` (:func:`.lda_folds.n_side_folds`' signature), once per run under ``key``."""
 
         def solve() -> dict[int, FoldDiscriminant | None]:
             y = np.asarray(ctx.y, dtype=np.int64)
             k = _run_classes(ctx)
-            picked = self._d_side_folds(ctx, k)
+            picked = pick(ctx, k)
             if not picked:
                 return {}
-            solved = d_side_folds(
-                shared_x64(ctx),
-                y,
-                [ctx.folds[i][0] for i in picked],
-                k,
-                scatter=self._total_scatter(ctx),
-                tol=self.tol,
-                fac=self._fac,
-                priors_of=self._priors,
-            )
+            trains = [ctx.folds[i][0] for i in picked]
+            x = shared_x64(ctx)
+            solved = solver(x, y, trains, k, tol=self.tol, fac=self._fac, priors_of=self._priors)
             return dict(zip(picked, solved, strict=True))
 
-        return ctx.shared(self._d_side_key(), solve)
+        return ctx.shared(key, solve)
 
     @staticmethod
     def _total_scatter(ctx: CVContext) -> np.ndarray:
@@ -293,25 +296,7 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
 
         Empty when :meth:`_n_side_folds` picks none.
         """
-
-        def solve() -> dict[int, FoldDiscriminant | None]:
-            y = np.asarray(ctx.y, dtype=np.int64)
-            k = _run_classes(ctx)
-            picked = self._n_side_folds(ctx, k)
-            if not picked:
-                return {}
-            solved = n_side_folds(
-                shared_x64(ctx),
-                y,
-                [ctx.folds[i][0] for i in picked],
-                k,
-                tol=self.tol,
-                fac=self._fac,
-                priors_of=self._priors,
-            )
-            return dict(zip(picked, solved, strict=True))
-
-        return ctx.shared(self._n_side_key(), solve)
+        return self._batched(ctx, self._n_side_key(), self._n_side_folds, n_side_folds)
 
     def _predict_fold(self, fold: FoldView) -> FoldOutput:
         x_test = fold.x_test()
@@ -324,7 +309,8 @@ class SmallSideLDA(ClassifierMixin, BaseEstimator):
         return (self._n_side_key(), self._d_side_key(), "lda-scatter")
 
     def fit_predict_fold(self, fold: FoldView, y_train: np.ndarray) -> FoldOutput | None:
-        """n side: all folds solved together; d side: the run's scatter minus the test rows'.
+        """All folds solved together (n side or d side); else, on the d side, the run's
+        scatter minus the rows outside the fold's training set.
 
         None (the generic path) for a fold neither can vouch for.
         """

@@ -21,6 +21,12 @@ Here:
   >= n_f / n_0 lambda_min(P_f A_f) lambda_min(C)`` (``P_f``: the
   preconditioner restricted to the fold's varying features).
 
+* each fold also solves a seeded random *probe* column: removing rows can make
+  a fold's scatter singular where the run's is not, and a right-hand side
+  orthogonal to the null direction would still converge (to a wrong answer);
+  the probe's system is then inconsistent, or its Ritz value shows the small
+  eigenvalue.
+
 Class means and ranges come from one pass over the rows (:mod:`.fold_blocks`). A fold this
 cannot vouch for (a feature constant within every class on its training rows
 but not zero, a repeated training row, no convergence) gets None and takes
@@ -29,7 +35,6 @@ the per-fold path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -165,13 +170,10 @@ def d_side_folds(
     d0, cols0, chol, lam0 = factor
     folds: list[tuple[int, _Fold]] = []
     for f, train in enumerate(trains):
-        fold = _fold(train, per_fold[f])
-        if fold is not None and len(np.unique(train)) == len(train):
-            fold.fac = fac(len(train), k)
-            fold.priors = priors_of(fold.counts)
-            fold.centred = (fold.means - fold.priors @ fold.means) / d0
-            fold.centred[:, ~fold.varies] = 0.0
-            fold.cols = slice(len(folds) * k, (len(folds) + 1) * k)
+        fold = _fold(
+            train, per_fold[f], k, fac, priors_of, d0, slice(len(folds) * k, (len(folds) + 1) * k)
+        )
+        if fold is not None:
             folds.append((f, fold))
     if not folds:
         return out
@@ -195,13 +197,17 @@ def d_side_folds(
     return out
 
 
-def _fold(train: np.ndarray, stats: ClassStats) -> _Fold | None:
-    """A fold's class counts, means and varying features from its training rows' statistics."""
-    if np.any(stats.counts == 0):
+def _fold(train, stats: ClassStats, k, fac, priors_of, d0, cols: slice) -> _Fold | None:
+    """A fold's priors, centred means and varying features from its training rows' statistics
+    (None: a repeated row, a missing class or a constant non-zero feature)."""
+    if len(np.unique(train)) != len(train) or np.any(stats.counts == 0):
         return None
     varies = np.any(stats.hi > stats.lo, axis=0)
     if np.any(~varies & np.any(stats.lo != 0, axis=0)):
         return None  # constant non-zero columns: sklearn's std there is rounding noise
+    priors = priors_of(stats.counts)
+    centred = (stats.means - priors @ stats.means) / d0
+    centred[:, ~varies] = 0.0
     return _Fold(
-        train, stats.counts, stats.means, np.empty(0), np.empty(0), varies, math.nan, slice(0)
+        train, stats.counts, stats.means, priors, centred, varies, fac(len(train), k), cols
     )
