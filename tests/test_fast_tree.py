@@ -254,3 +254,47 @@ def test_full_size_benchmark_fold():
     train, test = grouped_folds(groups)[3]
     new, ref = fit_both(X[train], y[train], max_leaf_nodes=21, random_state=0)
     assert_same_tree(new, ref, X[test])
+
+
+def _reference_layout(X):
+    """The flat presort layout, spelled out per column with numpy (see presort.py)."""
+    n, d = X.shape
+    sid, glg_parts, hdr = [], [], []
+    groups = []
+    for f in range(d):
+        col = X[:, f]
+        lo = col.min()
+        above = np.flatnonzero(col > lo)
+        order = above[np.lexsort((above, col[above]))]  # by value, ties by row
+        values = np.concatenate([[lo], np.unique(col[order])])
+        g = np.searchsorted(values, col[order])  # dense rank, 0 = the minimum
+        lg = np.array(
+            [
+                int(np.sum(np.float32(values.astype(np.float64) + np.float64(1e-7)) < v))
+                for v in col[order]
+            ],
+            dtype=np.int64,
+        )
+        hdr.append(len(sid))
+        sid += [n] + order.tolist()
+        groups.append((np.concatenate([[0], g]), np.concatenate([[0], lg])))
+    gmax = max(int(g.max()) for g, _ in groups)
+    gbits = max(1, (gmax + 1).bit_length())
+    for g, lg in groups:
+        glg_parts.append((lg << gbits) | g)
+    return np.array(sid), np.concatenate(glg_parts), np.array(hdr), gbits
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (9, 70), (130, 129), (64, 64)])
+def test_presort_layout_equals_a_plain_per_column_sort(shape):
+    rng = np.random.default_rng(shape[1])
+    X = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
+    X[:, ::5] = np.round(X[:, ::5], 1)  # ties
+    X[:, 1::7] = 3.0  # constant columns
+    p = Presort(X)
+    sid, glg, hdr, gbits = _reference_layout(X)
+    assert p.gbits == gbits
+    np.testing.assert_array_equal(p.sid, sid)
+    np.testing.assert_array_equal(p.glg, glg)
+    np.testing.assert_array_equal(p.hdr, hdr)
+    np.testing.assert_array_equal(p.colmin, X.min(axis=0))

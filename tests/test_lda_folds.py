@@ -12,6 +12,7 @@ from bench.memory_budget import MemoryBudget
 from benchmarks.test_bench_model1 import grouped_folds
 from plugins.fast_estimators import lda_folds
 from plugins.fast_estimators.lda import SmallSideLDA
+from plugins.fast_estimators.lda_solvers import mirror_lower
 
 
 def _wide(n=240, d=400, k=2, seed=0, n_folds=5):
@@ -217,3 +218,13 @@ def test_a_feature_zero_on_a_folds_training_rows_only_stays_exactly_zero():
         X[folds[0][1], col] = rng.uniform(0.1, 3.0, len(folds[0][1]))
     res = cross_validate(X, y, folds, {"lda": {}}, positive_index=1, n_jobs=1)
     _assert_sklearn(res, X, y, folds)
+
+
+@pytest.mark.parametrize("n", [1, 7, 255, 256, 257, 600])
+def test_mirror_lower_equals_adding_the_transpose(n):
+    rng = np.random.default_rng(n)
+    a = np.tril(rng.standard_normal((n, n))).astype(np.float32)
+    ref = a + a.T
+    ref[np.diag_indices_from(ref)] /= 2
+    mirror_lower(a)
+    np.testing.assert_array_equal(a.view(np.uint32), ref.view(np.uint32))

@@ -252,17 +252,39 @@ class Block:
     x_var: float
 
 
+#: From this many feature values, ``X_train.var()`` is replayed in place (no copy of the rows).
+REPLAY_MIN_VALUES = 1 << 20
+
+
+def var_copies(context: CVContext) -> bool:
+    """Whether :func:`fold_x_var` copies each fold's rows (small data, or a numpy it cannot replay).
+
+    Large data imports numba (:mod:`.pairwise_var`); small data never does. (Memory
+    estimates always count the copy: they are made before this is known.)
+    """
+    if context.X.size < REPLAY_MIN_VALUES:
+        return True
+    from plugins.fast_estimators.pairwise_var import replay_matches_numpy
+
+    return not replay_matches_numpy()
+
+
 def fold_x_var(fold: FoldView) -> float:
     """``X_train.var()`` in float64, as SVC's ``gamma='scale'`` computes it.
 
-    Computed for every fold at once by the first fit that needs it, into one reused
-    buffer (:func:`rows_var`), so its copy never coincides with the kernel blocks of
-    later fits.
+    Computed for every fold at once by the first fit that needs it: on large data by
+    replaying numpy's summation over the fold's rows in place
+    (:func:`.pairwise_var.rows_var`), else into one reused buffer (:func:`rows_var`),
+    so its copy never coincides with the kernel blocks of later fits.
     """
     ctx = fold.context
 
     def every_fold() -> list[float]:
         x = shared_x64(ctx)
+        if not var_copies(ctx):
+            from plugins.fast_estimators import pairwise_var
+
+            return [pairwise_var.rows_var(x, train) for train, _ in ctx.folds]
         buf = np.empty((largest_fold(ctx)[0], x.shape[1]))
         return [rows_var(x, train, buf) for train, _ in ctx.folds]
 

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from plugins.fast_estimators.fold_blocks import ClassStats, fold_stats
-from plugins.fast_estimators.lda_solvers import cholesky_f32, well_conditioned
+from plugins.fast_estimators.lda_solvers import cholesky_f32, mirror_lower, well_conditioned
 
 _ROWS = 512  # rows per chunk when centring X
 _MAX_ITER = 100
@@ -111,10 +111,11 @@ def _run_inverse(x64, y, means, scale, counts):
     alpha = float(np.trace(gram)) / n or 1.0
     ind = np.zeros((n, len(counts)), dtype=np.float32)
     ind[np.arange(n), y] = 1.0 / np.sqrt(counts[y])
-    fill = ind @ ind.T
-    fill *= np.float32(alpha)
-    gram += fill
-    del fill
+    for start in range(0, n, _ROWS):  # + alpha Y Y^T, a block of rows at a time
+        rows = slice(start, start + _ROWS)
+        fill = ind[rows] @ ind.T  # one non-zero term per entry: exact, whatever the blocking
+        fill *= np.float32(alpha)
+        gram[rows] += fill
     factor = cholesky_f32(gram)
     if factor is None:
         return None
@@ -122,8 +123,7 @@ def _run_inverse(x64, y, means, scale, counts):
     inv, info = sla.lapack.spotri(chol, lower=1, overwrite_c=1)
     if info != 0:
         return None
-    inv += inv.T  # spotri fills the lower triangle; the upper one is zero (clean=1)
-    inv[np.diag_indices_from(inv)] /= 2
+    mirror_lower(inv)  # spotri fills the lower triangle; the upper one is zero (clean=1)
     if rcond < _MIN_RCOND:
         return None  # a float32 inverse this ill-conditioned does not precondition
     # lambda_min >= ~rcond * ||A||_1 (an estimate, allow 10x)

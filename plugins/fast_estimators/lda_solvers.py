@@ -43,6 +43,20 @@ def cholesky_f32(gram: np.ndarray) -> tuple[np.ndarray, float, float] | None:
     return None if info != 0 else (chol, float(rcond), anorm)
 
 
+def mirror_lower(a: np.ndarray, tile: int = 256) -> None:
+    """Copy the lower triangle of square ``a`` onto its upper one, in place, a tile at a time.
+
+    The same values as ``a + a.T`` with the diagonal halved when the upper triangle
+    is zero, without the ``n x n`` temporary that adding a matrix's own transpose makes.
+    """
+    n = a.shape[0]
+    for i in range(0, n, tile):
+        block = slice(i, i + tile)
+        diag = a[block, block]
+        diag[...] = np.tril(diag) + np.tril(diag, -1).T
+        a[block, i + tile :] = a[i + tile :, block].T
+
+
 def refine(apply: Apply, precond: Apply, b: np.ndarray, max_iter: int = 30):
     """Iterative refinement of ``A x = b``: ``(x, contraction)``, or None if it stalls.
 

@@ -21,55 +21,72 @@ def _order_key(v):  # pragma: no cover - compiled
     return (~u & np.uint64(0xFFFFFFFF)) if u >> np.uint64(31) else (u | np.uint64(0x80000000))
 
 
+_BLOCK = 64  # features copied to a column-major buffer at a time
+
+
 @njit(nogil=True, cache=True)
-def presort_columns(xt, colmin, threshold):  # pragma: no cover - compiled
-    """Every column of ``xt`` (``d x n`` float32) sorted: the flat layout of :class:`.Presort`.
+def presort_columns(x, colmin, threshold):  # pragma: no cover - compiled
+    """Every column of ``x`` (``n x d`` float32) sorted: the flat layout of :class:`.Presort`.
 
     Per column: one header slot (id ``n``), then the rows above the column minimum by
-    ascending value (ties by row). Returns ``sid``, value group ``G`` (dense rank, 0 = the
-    minimum), ``LG`` (groups ``g`` with ``float32(v_g + threshold) < v``; bounds only grow
-    with ``g``, so one pointer walks them) and ``hdr``.
+    ascending value (ties by row). Returns ``sid``, ``glg`` (int64: value group ``G``, the
+    dense rank with 0 = the minimum, packed as ``LG << gbits | G``; ``LG`` counts the
+    groups ``g`` with ``float32(v_g + threshold) < v``, bounds that only grow with ``g``,
+    so one pointer walks them), ``hdr`` and ``gbits``. Columns are read ``_BLOCK`` at a
+    time into a small column-major buffer, so no transposed copy of ``x`` is made.
     """
-    d, n = xt.shape
-    bits = xt.view(np.uint32)
+    n, d = x.shape
     counts = np.zeros(d, dtype=np.int64)
-    for f in range(d):
-        c = 0
-        for r in range(n):
-            c += xt[f, r] > colmin[f]
-        counts[f] = c
+    for r in range(n):
+        for f in range(d):
+            counts[f] += x[r, f] > colmin[f]
     total = d + counts.sum()
     sid = np.full(total, n, dtype=np.int32)
     group = np.zeros(total, dtype=np.int64)
-    lim = np.zeros(total, dtype=np.int64)
+    lim = np.zeros(total, dtype=np.int32)
     hdr = np.empty(d, dtype=np.int64)
     keys = np.empty(n, dtype=np.uint64)
     gv = np.empty(n + 1, dtype=np.float32)
+    col = np.empty((_BLOCK, n), dtype=np.float32)
+    bits = col.view(np.uint32)
+    gmax = 0
     pos = 0
-    for f in range(d):
-        hdr[f] = pos
-        c = 0
+    for f0 in range(0, d, _BLOCK):
+        width = min(_BLOCK, d - f0)
         for r in range(n):
-            if xt[f, r] > colmin[f]:
-                keys[c] = (_order_key(bits[f, r]) << np.uint64(32)) | np.uint64(r)
-                c += 1
-        ks = np.sort(keys[:c])
-        gv[0] = colmin[f]
-        g = 0
-        p = 0  # first group whose bound reaches the value
-        for j in range(c):
-            r = np.int64(ks[j] & np.uint64(0xFFFFFFFF))
-            v = xt[f, r]
-            if g == 0 or v != gv[g]:
-                g += 1
-                gv[g] = v
-                while np.float32(np.float64(gv[p]) + np.float64(threshold)) < v:
-                    p += 1
-            sid[pos + 1 + j] = r
-            group[pos + 1 + j] = g
-            lim[pos + 1 + j] = p
-        pos += c + 1
-    return sid, group, lim, hdr
+            for j in range(width):
+                col[j, r] = x[r, f0 + j]
+        for j in range(width):
+            f = f0 + j
+            hdr[f] = pos
+            c = 0
+            for r in range(n):
+                if col[j, r] > colmin[f]:
+                    keys[c] = (_order_key(bits[j, r]) << np.uint64(32)) | np.uint64(r)
+                    c += 1
+            ks = np.sort(keys[:c])
+            gv[0] = colmin[f]
+            g = 0
+            p = 0  # first group whose bound reaches the value
+            for i in range(c):
+                r = np.int64(ks[i] & np.uint64(0xFFFFFFFF))
+                v = col[j, r]
+                if g == 0 or v != gv[g]:
+                    g += 1
+                    gv[g] = v
+                    while np.float32(np.float64(gv[p]) + np.float64(threshold)) < v:
+                        p += 1
+                sid[pos + 1 + i] = r
+                group[pos + 1 + i] = g
+                lim[pos + 1 + i] = p
+            gmax = max(gmax, g)
+            pos += c + 1
+    gbits = 1
+    while (gmax + 1) >> gbits:
+        gbits += 1
+    for e in range(total):  # pack in place: no temporaries of the whole layout
+        group[e] |= np.int64(lim[e]) << gbits
+    return sid, group, hdr, gbits
 
 
 class Presort:
@@ -88,13 +105,12 @@ class Presort:
         n, d = X.shape
         self.X = X
         self.n_rows, self.n_features = n, d
-        xt = np.ascontiguousarray(X.T)
-        self.colmin = xt.min(axis=1) if n else np.zeros(d, dtype=np.float32)
-        sid, group, lim, self.hdr = presort_columns(xt, self.colmin, FEATURE_THRESHOLD)
-        self.gbits = max(1, int(group.max(initial=0) + 1).bit_length())
-        dtype = np.int32 if 2 * self.gbits <= 31 else np.int64
+        X = np.ascontiguousarray(X)
+        self.colmin = X.min(axis=0) if n else np.zeros(d, dtype=np.float32)
+        sid, glg, self.hdr, gbits = presort_columns(X, self.colmin, FEATURE_THRESHOLD)
+        self.gbits = int(gbits)
         self.sid = sid
-        self.glg = ((lim << self.gbits) | group).astype(dtype)
+        self.glg = glg.astype(np.int32) if 2 * self.gbits <= 31 else glg
 
     def value(self, feature: int, row: int) -> float:
         return float(self.X[row, feature])
