@@ -13,7 +13,7 @@ from bench.crossval import cross_validate
 from bench.errors import UserError
 from bench.registry import get_registry
 from benchmarks.test_bench_model1 import fc7_like, grouped_folds
-from plugins.fast_estimators.presort import Presort
+from plugins.fast_estimators.presort import FEATURE_THRESHOLD, Presort
 from plugins.fast_estimators.tree_builder import build_tree
 from plugins.sklearn_classifiers import ExactTree
 
@@ -259,18 +259,21 @@ def test_full_size_benchmark_fold():
 def _reference_layout(X):
     """The flat presort layout, spelled out per column with numpy (see presort.py)."""
     n, d = X.shape
+    threshold = FEATURE_THRESHOLD  # float32, added in float64
     sid, glg_parts, hdr = [], [], []
     groups = []
     for f in range(d):
         col = X[:, f]
         lo = col.min()
         above = np.flatnonzero(col > lo)
-        order = above[np.lexsort((above, col[above]))]  # by value, ties by row
+        bits = col[above].view(np.uint32)
+        key = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # -0.0 before +0.0
+        order = above[np.lexsort((above, key))]  # by value, ties by row
         values = np.concatenate([[lo], np.unique(col[order])])
         g = np.searchsorted(values, col[order])  # dense rank, 0 = the minimum
         lg = np.array(
             [
-                int(np.sum(np.float32(values.astype(np.float64) + np.float64(1e-7)) < v))
+                int(np.sum(np.float32(values.astype(np.float64) + np.float64(threshold)) < v))
                 for v in col[order]
             ],
             dtype=np.int64,
@@ -291,6 +294,9 @@ def test_presort_layout_equals_a_plain_per_column_sort(shape):
     X = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
     X[:, ::5] = np.round(X[:, ::5], 1)  # ties
     X[:, 1::7] = 3.0  # constant columns
+    X[0, 2::9] = -0.0  # both zeros in a column
+    if len(X) > 2:  # values a threshold apart
+        X[1, 3::11], X[2, 3::11] = np.float32(9.350724e-08), np.float32(1.9350725e-07)
     p = Presort(X)
     sid, glg, hdr, gbits = _reference_layout(X)
     assert p.gbits == gbits

@@ -46,6 +46,13 @@ def test_constant_and_empty_selections():
     assert np.isnan(rows_var(x, np.array([], dtype=np.int64)))
 
 
+def test_rows_out_of_range_are_refused():
+    x = np.ones((4, 3))
+    for rows in (np.array([0, 4]), np.array([-1, 2])):
+        with pytest.raises(IndexError, match="row indices"):
+            rows_var(x, rows)
+
+
 def _fold(X, train, test):
     ctx = CVContext(X, [(train, test)], budget=start_budget("auto", X.nbytes), y=np.zeros(len(X)))
     return ctx, FoldView(ctx, 0, train, test)

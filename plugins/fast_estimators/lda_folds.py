@@ -123,7 +123,7 @@ def _run_inverse(x64, y, means, scale, counts):
     inv, info = sla.lapack.spotri(chol, lower=1, overwrite_c=1)
     if info != 0:
         return None
-    mirror_lower(inv)  # spotri fills the lower triangle; the upper one is zero (clean=1)
+    mirror_lower(inv)  # spotri fills the lower triangle; spotrf's clean=1 left the upper zero
     if rcond < _MIN_RCOND:
         return None  # a float32 inverse this ill-conditioned does not precondition
     # lambda_min >= ~rcond * ||A||_1 (an estimate, allow 10x)

@@ -44,17 +44,21 @@ def cholesky_f32(gram: np.ndarray) -> tuple[np.ndarray, float, float] | None:
 
 
 def mirror_lower(a: np.ndarray, tile: int = 256) -> None:
-    """Copy the lower triangle of square ``a`` onto its upper one, in place, a tile at a time.
+    """``a += a.T`` then halve the diagonal, in place, for square ``a`` whose upper triangle is zero.
 
-    The same values as ``a + a.T`` with the diagonal halved when the upper triangle
-    is zero, without the ``n x n`` temporary that adding a matrix's own transpose makes.
+    The same bits as those two lines (a zero's sign, a diagonal above half the largest
+    float included), a tile at a time: adding a matrix's own transpose makes an ``n x n``
+    temporary.
     """
     n = a.shape[0]
     for i in range(0, n, tile):
         block = slice(i, i + tile)
         diag = a[block, block]
-        diag[...] = np.tril(diag) + np.tril(diag, -1).T
-        a[block, i + tile :] = a[i + tile :, block].T
+        diag[...] = diag + diag.T
+        diag[np.diag_indices_from(diag)] /= 2
+        below = a[i + tile :, block]
+        below += 0.0  # x + 0 (the zero upper triangle): -0.0 -> +0.0, as a + a.T does
+        a[block, i + tile :] = below.T
 
 
 def refine(apply: Apply, precond: Apply, b: np.ndarray, max_iter: int = 30):

@@ -127,7 +127,10 @@ def rows_var(x: np.ndarray, rows: np.ndarray) -> float:
     """``x[rows].var()`` of a C-contiguous float64 ``x``, without copying the rows."""
     if len(rows) == 0 or x.shape[1] == 0:
         return float("nan")
-    return float(_rows_var(x, np.ascontiguousarray(rows, dtype=np.int64)))
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.min() < 0 or rows.max() >= len(x):
+        raise IndexError(f"row indices must lie in [0, {len(x)}); got {rows.min()}..{rows.max()}")
+    return float(_rows_var(np.ascontiguousarray(x, dtype=np.float64), rows))
 
 
 @functools.cache

@@ -47,7 +47,7 @@ def presort_columns(x, colmin, threshold):  # pragma: no cover - compiled
     hdr = np.empty(d, dtype=np.int64)
     keys = np.empty(n, dtype=np.uint64)
     gv = np.empty(n + 1, dtype=np.float32)
-    col = np.empty((_BLOCK, n), dtype=np.float32)
+    col = np.empty((min(_BLOCK, d), n), dtype=np.float32)
     bits = col.view(np.uint32)
     gmax = 0
     pos = 0
@@ -89,6 +89,21 @@ def presort_columns(x, colmin, threshold):  # pragma: no cover - compiled
     return sid, group, hdr, gbits
 
 
+def column_minima(X: np.ndarray) -> np.ndarray:
+    """Each column's minimum, reduced along a contiguous copy of ``_BLOCK`` columns at a time.
+
+    The same bits as ``X.T.copy().min(axis=1)`` (which of -0.0 and +0.0 is kept depends on
+    the reduction's order) without the transposed copy of all of ``X``.
+    """
+    n, d = X.shape
+    if not n:
+        return np.zeros(d, dtype=np.float32)
+    out = np.empty(d, dtype=np.float32)
+    for f0 in range(0, d, _BLOCK):
+        out[f0 : f0 + _BLOCK] = np.ascontiguousarray(X[:, f0 : f0 + _BLOCK].T).min(axis=1)
+    return out
+
+
 class Presort:
     """Every feature of ``X`` (float32, finite) sorted once; reusable for any row subset.
 
@@ -106,7 +121,7 @@ class Presort:
         self.X = X
         self.n_rows, self.n_features = n, d
         X = np.ascontiguousarray(X)
-        self.colmin = X.min(axis=0) if n else np.zeros(d, dtype=np.float32)
+        self.colmin = column_minima(X)
         sid, glg, self.hdr, gbits = presort_columns(X, self.colmin, FEATURE_THRESHOLD)
         self.gbits = int(gbits)
         self.sid = sid
