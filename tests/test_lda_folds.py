@@ -9,21 +9,15 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from bench.crossval import cross_validate
 from bench.fold_fastpath import CVContext, FoldView
 from bench.memory_budget import MemoryBudget
-from benchmarks.test_bench_model1 import grouped_folds
 from plugins.fast_estimators import lda_folds
 from plugins.fast_estimators.lda import SmallSideLDA
 from plugins.fast_estimators.lda_solvers import mirror_lower
+from tests.fixtures.lda import class_shifted_relu, fold_fits
 
 
 def _wide(n=240, d=400, k=2, seed=0, n_folds=5):
     """Fewer samples than features: ReLU features with a class shift, grouped folds."""
-    rng = np.random.default_rng(seed)
-    groups = np.repeat(np.arange(n // 4), 4)
-    y = np.repeat(rng.integers(0, k, n // 4), 4)
-    centres = rng.normal(size=(k, d))
-    X = np.maximum(rng.normal(size=(n, d)) + 0.5 * centres[y] - 0.3, 0).astype(np.float32)
-    X[:, 7] = 0.0  # a column that is zero everywhere
-    return X, y, grouped_folds(groups, k=n_folds, seed=seed)
+    return class_shifted_relu(n, d, k, seed, n_folds, group=4, shift=0.5, offset=0.3, zero_column=7)
 
 
 def _assert_sklearn(res, X, y, folds, **params):
@@ -36,13 +30,10 @@ def _assert_sklearn(res, X, y, folds, **params):
 
 def _methods(X, y, folds, **params):
     """Each fold's ``method_`` and output, as cross_validate's fast path would give them."""
-    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
-    out = []
-    for i, (train, test) in enumerate(folds):
-        est = SmallSideLDA(**params)
-        res = est.fit_predict_fold(FoldView(ctx, i, train, test), y[train])
-        out.append((getattr(est, "method_", None) if res is not None else None, res))
-    return out
+    return [
+        (getattr(est, "method_", None) if res is not None else None, res)
+        for est, res in fold_fits(X, y, folds, **params)
+    ]
 
 
 @pytest.mark.parametrize("k", [2, 3])

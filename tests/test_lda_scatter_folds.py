@@ -9,29 +9,20 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from bench.crossval import cross_validate
 from bench.fold_fastpath import CVContext, FoldView
 from bench.memory_budget import MemoryBudget
-from benchmarks.test_bench_model1 import grouped_folds
 from plugins.fast_estimators import fold_blocks, lda_scatter_folds
 from plugins.fast_estimators.lda import SmallSideLDA
+from tests.fixtures.lda import class_shifted_relu, fold_fits
 
 
 def _tall(n=600, d=40, k=2, seed=0, n_folds=5):
     """More samples than features: ReLU features with a class shift, grouped folds."""
-    rng = np.random.default_rng(seed)
-    groups = np.repeat(np.arange(n // 3), 3)
-    y = np.repeat(rng.integers(0, k, n // 3), 3)
-    centres = rng.normal(size=(k, d))
-    X = np.maximum(rng.normal(size=(n, d)) + 0.6 * centres[y] - 0.2, 0).astype(np.float32)
-    X[:, 5] = 0.0  # zero everywhere
-    return X, y, grouped_folds(groups, k=n_folds, seed=seed)
+    return class_shifted_relu(n, d, k, seed, n_folds, group=3, shift=0.6, offset=0.2, zero_column=5)
 
 
 def _methods(X, y, folds, **params):
     """``(method_, estimator, output)`` of each fold as cross_validate would fit it."""
-    ctx = CVContext(X, folds, budget=MemoryBudget(2**31), y=y)
     out = []
-    for i, (train, test) in enumerate(folds):
-        est = SmallSideLDA(**params)
-        res = est.fit_predict_fold(FoldView(ctx, i, train, test), y[train])
+    for (train, _), (est, res) in zip(folds, fold_fits(X, y, folds, **params), strict=True):
         if res is None:
             est = SmallSideLDA(**params).fit(X[train], y[train])
         out.append((est.method_, est, res))
