@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from bench.fold_fastpath import CVContext, FoldView
 from bench.memory_budget import format_bytes
 from plugins.fast_estimators.products import products_for
+from plugins.fast_estimators.svm_replay import REPLAY_MAX_ROWS, REPLAY_MIN_ROWS, replay_bytes
 
 F64 = 8  # bytes per float64
 
@@ -195,9 +196,12 @@ def svm_fold_bytes(
 ) -> int:
     """One SVM fold fit: its kernel block, test block, libsvm's cache (and X.var()'s copy).
 
-    libsvm's cache holds float32 kernel rows, at most ``cache_size`` MB and at most all of them.
+    libsvm's cache holds float32 kernel rows, at most ``cache_size`` MB and at most all of
+    them; the libsvm replay (:mod:`.svm_replay`) a compacted float32 block instead.
     """
     cache = min(int(cache_mb * 2**20), n_train * n_train * 4)
+    if REPLAY_MIN_ROWS <= n_train <= REPLAY_MAX_ROWS:
+        cache = max(cache, replay_bytes(n_train))
     own = (n_train * n_train + 2 * n_test * n_train) * F64 + cache
     return max(own, 2 * n_train * n_features * F64) if var_copy else own
 

@@ -27,6 +27,7 @@ from plugins.fast_estimators.gram import (
     svm_fold_bytes,
     x64_bytes,
 )
+from plugins.fast_estimators.svm_replay import fit_binary, replay_applies
 
 #: Training rows above which an exact SVM fit says it can take long (libsvm's SMO).
 LARGE_FOLD_ROWS = 5_000
@@ -236,6 +237,15 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         gamma = scale_gamma(self.gamma, fold.n_features, b.x_var)
         k_train = self._kernel(b.k_train, b.sq_train, b.sq_train, gamma)
         k_test = self._kernel(b.k_test, b.sq_test, b.sq_train, gamma)
+        if replay_applies(n_train, len(np.unique(y_train)), self.max_iter):
+            model = fit_binary(
+                k_train, y_train, C=self.C, class_weight=self.class_weight, tol=self.tol
+            )
+            del k_train, b
+            decision = model.decision_function(k_test)
+            return FoldOutput(
+                pred=model.predict(decision), classes=model.classes, decision=decision
+            )
         svc = self._svc().fit(k_train, y_train)
         del k_train, b
         decision = svc.decision_function(k_test)
