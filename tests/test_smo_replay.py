@@ -74,6 +74,7 @@ def test_long_runs_shrink_compact_and_unshrink_like_libsvm():
     pos[order] = np.arange(len(y))
     *_, compactions = smo.solve(
         k,
+        np.diagonal(k).copy(),
         np.where(yi == 0, 1.0, -1.0),
         np.ones(len(y)),
         pos,
@@ -114,7 +115,7 @@ def test_the_process_check_and_when_the_replay_applies():
 
 def test_cross_validated_svms_are_the_same_with_and_without_the_replay(monkeypatch):
     rng = np.random.default_rng(3)
-    n, d = 300, 40
+    n, d = 600, 50
     groups = np.repeat(np.arange(n // 3), 3)
     y = np.repeat(rng.integers(0, 2, n // 3), 3)
     X = np.maximum(rng.normal(size=(n, d)) + 0.5 * rng.normal(size=(2, d))[y], 0).astype(np.float32)
@@ -125,9 +126,14 @@ def test_cross_validated_svms_are_the_same_with_and_without_the_replay(monkeypat
     names = {"svm-linear": {}, "svm-gaussian": {}, "svm-cubic": {}}
     monkeypatch.setattr(svm_replay, "REPLAY_MIN_ROWS", 0)
     with_replay = cross_validate(X, y, folds, names, positive_index=1, n_jobs=2)
+    notes: list[str] = []  # no room for the Gram: float64 blocks per fold, still the replay
+    per_fold = cross_validate(
+        X, y, folds, names, positive_index=1, n_jobs=2, memory_limit="5MB", note=notes.append
+    )
+    assert any("Gram matrix" in n for n in notes)
     monkeypatch.setattr(svm_replay, "REPLAY_MIN_ROWS", 10**9)
     with_libsvm = cross_validate(X, y, folds, names, positive_index=1, n_jobs=2)
     for name in names:
-        for a, b in zip(with_replay[name], with_libsvm[name], strict=True):
-            assert np.array_equal(a.y_pred, b.y_pred), name
-            assert np.array_equal(a.score, b.score), name
+        for a, b, c in zip(with_replay[name], per_fold[name], with_libsvm[name], strict=True):
+            assert np.array_equal(a.y_pred, c.y_pred) and np.array_equal(b.y_pred, c.y_pred), name
+            assert np.array_equal(a.score, c.score) and np.array_equal(b.score, c.score), name

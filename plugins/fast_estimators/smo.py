@@ -265,10 +265,11 @@ def _run_phase(full, K, F, S, G, alpha, status, ys, QD, C, pos, perm, up, low, G
 
 
 @njit(cache=True, nogil=True)
-def solve(K, ys, C, pos, eps, shrinking, compact_at):  # pragma: no cover - compiled
+def solve(K, QD, ys, C, pos, eps, shrinking, compact_at):  # pragma: no cover - compiled
     """libsvm's ``Solver::Solve`` for C-SVC (``p = -1``, ``alpha = 0`` to start).
 
-    ``K``: the float64 kernel block (rows in any order, C-contiguous); ``ys``: +1.0 /
+    ``K``: the kernel block (rows in any order, C-contiguous; float64, or float32 - all
+    libsvm reads of it are rounded to float32 - with its float64 diagonal ``QD``); ``ys``: +1.0 /
     -1.0 per row; ``C``: the bound per row; ``pos``: each row's place in libsvm's order
     (its class-grouped order); ``compact_at``: the working set is compacted when at most
     this share of it is still active. Returns ``(y_i alpha_i per row, rho, iterations,
@@ -282,10 +283,8 @@ def solve(K, ys, C, pos, eps, shrinking, compact_at):  # pragma: no cover - comp
     alpha = np.zeros(n)
     G = np.full(n, -1.0)
     Gbar = np.zeros(n)
-    QD = np.empty(n)
     status = np.empty(n, np.int8)
     for b in range(n):
-        QD[b] = K[b, b]
         status[b] = status_of(0.0, C[b])
     for a in range(n):  # alpha = 0: only a zero bound starts anything in G / G_bar
         i = perm[a]

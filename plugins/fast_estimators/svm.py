@@ -17,7 +17,9 @@ from plugins.fast_estimators.gram import (
     F64,
     as_float64,
     check_gamma,
+    float32_block,
     fold_block,
+    fold_x_var,
     gram_bytes,
     gram_fits,
     kernel_in_place,
@@ -25,6 +27,8 @@ from plugins.fast_estimators.gram import (
     scale_gamma,
     sq_norms,
     svm_fold_bytes,
+    test_block,
+    use_gram,
     x64_bytes,
 )
 from plugins.fast_estimators.svm_replay import fit_binary, replay_applies
@@ -233,11 +237,14 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
                 decision=ref.decision_function(x_test),
             )
         need_var = self.kernel != "linear" and self.gamma == "scale"
+        replay = replay_applies(n_train, len(np.unique(y_train)), self.max_iter)
+        if replay and not self.standardize and use_gram(ctx):
+            return self._replay_fold(fold, y_train, need_var)
         b = fold_block(fold, bool(self.standardize), need_var=need_var)
         gamma = scale_gamma(self.gamma, fold.n_features, b.x_var)
         k_train = self._kernel(b.k_train, b.sq_train, b.sq_train, gamma)
         k_test = self._kernel(b.k_test, b.sq_test, b.sq_train, gamma)
-        if replay_applies(n_train, len(np.unique(y_train)), self.max_iter):
+        if replay:
             model = fit_binary(
                 k_train, y_train, C=self.C, class_weight=self.class_weight, tol=self.tol
             )
@@ -254,3 +261,23 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
             classes=svc.classes_,
             decision=decision,
         )
+
+    def _replay_fold(self, fold: FoldView, y_train: np.ndarray, need_var: bool) -> FoldOutput:
+        """The libsvm replay on the fold's float32 kernel block, built from the shared Gram."""
+        x_var = fold_x_var(fold) if need_var else float("nan")
+        gamma = scale_gamma(self.gamma, fold.n_features, x_var)
+        k_train, diagonal = float32_block(
+            fold, lambda chunk, sq_rows, sq_train: self._kernel(chunk, sq_rows, sq_train, gamma)
+        )
+        model = fit_binary(
+            k_train,
+            y_train,
+            C=self.C,
+            class_weight=self.class_weight,
+            tol=self.tol,
+            diagonal=diagonal,
+        )
+        del k_train
+        t = test_block(fold, False)
+        decision = model.decision_function(self._kernel(t.k_test, t.sq_test, t.sq_train, gamma))
+        return FoldOutput(pred=model.predict(decision), classes=model.classes, decision=decision)

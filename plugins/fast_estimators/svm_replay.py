@@ -67,10 +67,12 @@ def fit_binary(
     class_weight: Any = None,
     tol: float = 1e-3,
     shrinking: bool = True,
+    diagonal: np.ndarray | None = None,
 ) -> BinaryModel:
     """``SVC(kernel="precomputed", C, class_weight, tol, shrinking).fit(k_train, y)`` by the replay.
 
-    ``y`` must hold exactly two classes; ``k_train`` is the square float64 kernel block.
+    ``y`` must hold exactly two classes; ``k_train`` is the square kernel block, float64,
+    or float32 (what libsvm reads of it) with its float64 ``diagonal``.
     """
     from plugins.fast_estimators.smo import solve
 
@@ -84,9 +86,15 @@ def fit_binary(
     pos = np.empty(len(yi), np.int64)
     pos[order] = np.arange(len(yi))
     ys = np.where(yi == 0, 1.0, -1.0)
-    k = np.ascontiguousarray(k_train, dtype=np.float64)
+    if k_train.dtype == np.float32:
+        if diagonal is None:
+            raise ValueError("a float32 kernel block needs its float64 diagonal")
+        k = np.ascontiguousarray(k_train)
+    else:
+        k = np.ascontiguousarray(k_train, dtype=np.float64)
+    qd = np.array(np.diagonal(k) if diagonal is None else diagonal, dtype=np.float64)
     alpha, rho, n_iter, _ = solve(
-        k, ys, bounds[yi], pos, float(tol), bool(shrinking), COMPACT_FRACTION
+        k, qd, ys, bounds[yi], pos, float(tol), bool(shrinking), COMPACT_FRACTION
     )
     support = order[np.abs(alpha[order]) > 0]
     return BinaryModel(classes, support, alpha[support], float(rho), int(n_iter))
