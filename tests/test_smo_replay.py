@@ -111,6 +111,14 @@ def test_the_process_check_and_when_the_replay_applies():
     assert not replay_applies(svm_replay.REPLAY_MAX_ROWS + 1, 2, -1)
     with pytest.raises(ValueError, match="two classes"):
         fit_binary(np.eye(3), [0, 1, 2])
+    bad = np.eye(4)
+    bad[1, 2] = np.nan  # SVC refuses a non-finite kernel; so does the replay
+    with pytest.raises(ValueError, match="NaN"):
+        SVC(kernel="precomputed").fit(bad, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        fit_binary(bad, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="diagonal"):
+        fit_binary(np.eye(4, dtype=np.float32), [0, 0, 1, 1])
 
 
 def test_cross_validated_svms_are_the_same_with_and_without_the_replay(monkeypatch):

@@ -93,6 +93,8 @@ def fit_binary(
     else:
         k = np.ascontiguousarray(k_train, dtype=np.float64)
     qd = np.array(np.diagonal(k) if diagonal is None else diagonal, dtype=np.float64)
+    if not (np.isfinite(k).all() and np.isfinite(qd).all()):  # as SVC's input check
+        raise ValueError("the kernel block contains NaN or infinity")
     alpha, rho, n_iter, _ = solve(
         k, qd, ys, bounds[yi], pos, float(tol), bool(shrinking), COMPACT_FRACTION
     )
