@@ -91,6 +91,24 @@ def test_without_shrinking_and_with_a_loose_tolerance():
     for params in ({"shrinking": False}, {"tol": 0.1}):
         ref = SVC(kernel="precomputed", **params).fit(k, y)
         _assert_same(ref, fit_binary(k, y, **params), k_test)
+    k, k_test, y, _ = _problem(14, 500, 30, "linear", 2.0)  # several 1,000-step phases
+    params = {"shrinking": False, "class_weight": "balanced", "C": 10.0}
+    model = fit_binary(k, y, **params)
+    assert model.n_iter > 2000
+    _assert_same(SVC(kernel="precomputed", **params).fit(k, y), model, k_test)
+
+
+def test_non_positive_definite_kernels_take_libsvms_tau():
+    """A sigmoid kernel is not positive semi-definite: libsvm's ``TAU`` floor is taken."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((340, 12))
+    k = np.tanh(0.1 * (x @ x.T) - 1.0)
+    y = (x[:, 0] + 0.5 * rng.standard_normal(340) > 0).astype(int)
+    for shrinking in (True, False):
+        ref = SVC(kernel="precomputed", C=10.0, shrinking=shrinking).fit(k[:300, :300], y[:300])
+        _assert_same(
+            ref, fit_binary(k[:300, :300], y[:300], C=10.0, shrinking=shrinking), k[300:, :300]
+        )
 
 
 def test_the_row_order_does_not_matter_to_the_replay_only_libsvms_order():

@@ -261,6 +261,8 @@ def _run_phase(full, K, F, S, G, alpha, status, ys, QD, C, pos, perm, up, low, G
     G[S] = ysw * yG
     alpha[S] = aw
     status[S] = stw
+    up[S] = upw
+    low[S] = loww
     return code, counter, done
 
 
