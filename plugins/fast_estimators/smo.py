@@ -331,8 +331,7 @@ def solve(K, QD, ys, C, pos, eps, shrinking, compact_at):  # pragma: no cover - 
         counter = min(n, 1000)
         if not shrinking:
             continue
-        refresh_flags(ys, status, act, up, low)
-        was = unshrink
+        was = unshrink  # the flags are current: each phase writes them back
         active, unshrink = _shrink(
             K, G, Gbar, alpha, ys, status, perm, pos, act, up, low, active, unshrink, eps
         )

@@ -245,14 +245,8 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         k_train = self._kernel(b.k_train, b.sq_train, b.sq_train, gamma)
         k_test = self._kernel(b.k_test, b.sq_test, b.sq_train, gamma)
         if replay:
-            model = fit_binary(
-                k_train, y_train, C=self.C, class_weight=self.class_weight, tol=self.tol
-            )
-            del k_train, b
-            decision = model.decision_function(k_test)
-            return FoldOutput(
-                pred=model.predict(decision), classes=model.classes, decision=decision
-            )
+            del b
+            return self._replay_output(k_train, y_train, k_test)
         svc = self._svc().fit(k_train, y_train)
         del k_train, b
         decision = svc.decision_function(k_test)
@@ -269,6 +263,18 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         k_train, diagonal = float32_block(
             fold, lambda chunk, sq_rows, sq_train: self._kernel(chunk, sq_rows, sq_train, gamma)
         )
+        t = test_block(fold, False)
+        k_test = self._kernel(t.k_test, t.sq_test, t.sq_train, gamma)
+        return self._replay_output(k_train, y_train, k_test, diagonal)
+
+    def _replay_output(
+        self,
+        k_train: np.ndarray,
+        y_train: np.ndarray,
+        k_test: np.ndarray,
+        diagonal: np.ndarray | None = None,
+    ) -> FoldOutput:
+        """Fit the replay on a kernel block and predict the fold's test rows."""
         model = fit_binary(
             k_train,
             y_train,
@@ -277,7 +283,5 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
             tol=self.tol,
             diagonal=diagonal,
         )
-        del k_train
-        t = test_block(fold, False)
-        decision = model.decision_function(self._kernel(t.k_test, t.sq_test, t.sq_train, gamma))
+        decision = model.decision_function(k_test)
         return FoldOutput(pred=model.predict(decision), classes=model.classes, decision=decision)
