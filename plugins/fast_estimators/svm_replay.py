@@ -15,7 +15,6 @@ shrink and unshrink); where that check fails (another libsvm), callers use ``SVC
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,14 +103,9 @@ def fit_binary(
 
 
 def replay_applies(n_train: int, n_classes: int, max_iter: int) -> bool:
-    """Whether a fold fit goes to the replay: opted in, two classes, no cap, a size it helps.
-
-    Opt-in (``LEUKOBENCH_SVM_REPLAY=1``): on an AVX-512 host its decision values
-    differed from libsvm's in the last bits (same predictions), so libsvm stays the default.
-    """
+    """Whether a fold fit goes to the replay: two classes, no iteration cap, a size it helps."""
     return (
-        os.environ.get("LEUKOBENCH_SVM_REPLAY") == "1"
-        and n_classes == 2
+        n_classes == 2
         and max_iter == -1
         and REPLAY_MIN_ROWS <= n_train <= REPLAY_MAX_ROWS
         and replay_matches_libsvm()
